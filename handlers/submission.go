@@ -1,0 +1,176 @@
+// Package handlers holds the Watermill handler that turns one SQS submission into Kinesis records:
+// schemas.Parse decodes and validates it, Submission.Records splits it, the publisher writes it.
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/event-processor/event-processor/publishers"
+	"github.com/event-processor/event-processor/schemas"
+	"github.com/event-processor/event-processor/subscribers"
+)
+
+// InvalidEventsPolicy says what happens to a submission with some invalid events.
+type InvalidEventsPolicy string
+
+const (
+	// SkipInvalidEvents publishes the valid events and copies the submission to the DLQ naming
+	// what was dropped.
+	SkipInvalidEvents InvalidEventsPolicy = "skip"
+	// RejectInvalidEvents sends the whole submission to the DLQ and publishes nothing.
+	RejectInvalidEvents InvalidEventsPolicy = "reject"
+)
+
+// Rejection classes, the DLQ's class attribute.
+const (
+	// ClassInvalidSubmission: the envelope is broken; nothing was published.
+	ClassInvalidSubmission = "invalid_submission"
+	// ClassInvalidEvents: some events were invalid and dropped; the valid ones were published.
+	ClassInvalidEvents = "invalid_events"
+	// ClassRejectedEvents: some events were invalid and INVALID_EVENTS=reject; nothing was published.
+	ClassRejectedEvents = "rejected_events"
+)
+
+// Rejection is the handler's error for a message that belongs in the DLQ. Its text is the DLQ
+// reason: every offending field path with what is wrong with it.
+type Rejection struct {
+	Class    string
+	Problems []schemas.Problem
+	// Published is how many events of the submission are in the stream.
+	Published int
+}
+
+func (r *Rejection) Error() string { return schemas.JoinProblems(r.Problems) }
+
+// IsRejection tells the poison-queue middleware which errors go to the DLQ: rejections only.
+// Every other error (a Kinesis outage above all) must lead to a retry, never to the DLQ.
+func IsRejection(err error) bool {
+	var r *Rejection
+	return errors.As(err, &r)
+}
+
+// SubmissionConfig configures the submission handler.
+type SubmissionConfig struct {
+	// Publisher writes the records; Stream is the topic given to it.
+	Publisher message.Publisher
+	Stream    string
+
+	// InvalidEvents is the policy for partly invalid submissions. Default: SkipInvalidEvents.
+	InvalidEvents InvalidEventsPolicy
+
+	// PartitionKey chooses the records' partition key. Default: schemas.PartitionByDevice.
+	PartitionKey schemas.PartitionKey
+
+	// Now stamps processed_at. Default: time.Now.
+	Now func() time.Time
+
+	Logger *slog.Logger
+}
+
+func (c *SubmissionConfig) setDefaults() {
+	if c.InvalidEvents == "" {
+		c.InvalidEvents = SkipInvalidEvents
+	}
+	if c.PartitionKey == "" {
+		c.PartitionKey = schemas.PartitionByDevice
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every invalid setting.
+func (c SubmissionConfig) Validate() error {
+	var errs []error
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("submission handler: Publisher is required"))
+	}
+	if c.Stream == "" {
+		errs = append(errs, errors.New("submission handler: Stream is required"))
+	}
+	if c.InvalidEvents != SkipInvalidEvents && c.InvalidEvents != RejectInvalidEvents {
+		errs = append(errs, fmt.Errorf("submission handler: InvalidEvents must be %q or %q, got %q", SkipInvalidEvents, RejectInvalidEvents, c.InvalidEvents))
+	}
+	if c.PartitionKey != schemas.PartitionByDevice && c.PartitionKey != schemas.PartitionBySubmission {
+		errs = append(errs, fmt.Errorf("submission handler: PartitionKey must be %q or %q, got %q", schemas.PartitionByDevice, schemas.PartitionBySubmission, c.PartitionKey))
+	}
+	return errors.Join(errs...)
+}
+
+// Submission handles one SQS message holding one submission.
+type Submission struct {
+	config SubmissionConfig
+}
+
+// NewSubmission creates the handler.
+func NewSubmission(config SubmissionConfig) (*Submission, error) {
+	config.setDefaults()
+	if err := config.Validate(); err != nil {
+		return nil, err
+	}
+	return &Submission{config: config}, nil
+}
+
+// Handle is a message.NoPublishHandlerFunc. It publishes the records itself rather than returning
+// them to the router: the router publishes returned messages after the middleware chain, where
+// Retry and PoisonQueue cannot see a failure. A message is acked only when Handle returns nil, so
+// after every record is written (and, for a Rejection, after the DLQ copy is sent).
+func (h *Submission) Handle(msg *message.Message) error {
+	logger := h.config.Logger.With("message_id", msg.UUID)
+	sub, err := schemas.Parse(msg.Payload)
+	if err != nil {
+		var invalid *schemas.InvalidError
+		if !errors.As(err, &invalid) {
+			return fmt.Errorf("parse submission: %w", err)
+		}
+		return h.reject(msg, logger, &Rejection{Class: ClassInvalidSubmission, Problems: invalid.Problems})
+	}
+	msg.Metadata.Set(publishers.DLQSubmissionIDKey, sub.SubmissionID)
+	msg.Metadata.Set(publishers.DLQDeviceIDKey, sub.DeviceID)
+	logger = logger.With("submission_id", sub.SubmissionID, "device_id", sub.DeviceID)
+
+	if len(sub.Dropped) > 0 && h.config.InvalidEvents == RejectInvalidEvents {
+		return h.reject(msg, logger, &Rejection{Class: ClassRejectedEvents, Problems: sub.Dropped})
+	}
+
+	records := sub.Records(h.config.Now(), h.config.PartitionKey)
+	if len(records) > 0 {
+		out := make([]*message.Message, len(records))
+		for i, r := range records {
+			m := message.NewMessage(r.EventID, r.Data)
+			m.Metadata.Set(publishers.PartitionKeyMetadataKey, r.PartitionKey)
+			m.SetContext(msg.Context())
+			out[i] = m
+		}
+		if err := h.config.Publisher.Publish(h.config.Stream, out...); err != nil {
+			return fmt.Errorf("publish submission %s: %w", sub.SubmissionID, err)
+		}
+	}
+	logger.Debug("Submission published", "events", len(records), "dropped", len(sub.Dropped), "receive_count", msg.Metadata.Get(subscribers.ReceiveCountKey))
+
+	if len(sub.Dropped) > 0 {
+		return h.reject(msg, logger, &Rejection{Class: ClassInvalidEvents, Problems: sub.Dropped, Published: len(records)})
+	}
+	return nil
+}
+
+// reject labels the message for the DLQ and returns the rejection for the poison-queue middleware.
+func (h *Submission) reject(msg *message.Message, logger *slog.Logger, r *Rejection) error {
+	msg.Metadata.Set(publishers.DLQClassKey, r.Class)
+	msg.Metadata.Set(publishers.DLQPublishedKey, strconv.Itoa(r.Published))
+	msg.Metadata.Set(publishers.DLQPoisonedAtKey, h.config.Now().UTC().Format(time.RFC3339Nano))
+	msg.Metadata.Set(publishers.DLQSourceMessageIDKey, msg.Metadata.Get(subscribers.MessageIDKey))
+	msg.Metadata.Set(publishers.DLQReceiveCountKey, msg.Metadata.Get(subscribers.ReceiveCountKey))
+	// Paths only at warn: the reason names fields, never their contents.
+	logger.Warn("Submission rejected", "class", r.Class, "problems", len(r.Problems), "published", r.Published, "reason", r.Error())
+	return r
+}

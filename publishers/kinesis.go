@@ -1,0 +1,428 @@
+package publishers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+)
+
+var (
+	// ErrPublisherClosed is returned by Publish after Close.
+	ErrPublisherClosed = errors.New("kinesis publisher: closed")
+	// ErrRecordTooLarge is returned for a message whose payload and partition key exceed
+	// MaxBytesPerRecord: Kinesis would reject it forever.
+	ErrRecordTooLarge = errors.New("kinesis publisher: record exceeds the 1 MiB Kinesis limit")
+	// ErrNoPartitionKey is returned for a message without PartitionKeyMetadataKey.
+	ErrNoPartitionKey = errors.New("kinesis publisher: message has no partition key")
+)
+
+// Kinesis is a message.Publisher that writes each message as one Kinesis record.
+//
+// The messages of one Publish call are written strictly in order: a message is sent only after
+// Kinesis has confirmed every earlier message of the same call, because Kinesis does not keep
+// order inside a PutRecords request once some of its records fail. Concurrent Publish calls share
+// PutRecords requests, each contributing at most its next unwritten record, so batching comes
+// from concurrency across calls, never from sending two records of one call together.
+//
+// Success is decided per record from its SequenceNumber and ErrorCode, never from
+// FailedRecordCount (LocalStack reports 1 when every record failed). Failed and throttled records
+// are retried with backoff and jitter; while a record waits, the later records of its call wait too.
+//
+// Publish gives up when the context of the first message is done, after MaxAttempts failures of
+// one record, or on Close, and returns an error; the records written until then stay written, so
+// the caller must redeliver the whole call with the same record contents (event ids make the
+// duplicates recognisable).
+type Kinesis struct {
+	config KinesisConfig
+
+	mu      sync.Mutex
+	writers map[string]*streamWriter
+	closed  bool
+	closing chan struct{}
+	wg      sync.WaitGroup
+}
+
+var _ message.Publisher = (*Kinesis)(nil)
+
+// NewKinesis creates the publisher.
+func NewKinesis(config KinesisConfig) (*Kinesis, error) {
+	config.setDefaults()
+	if err := config.Validate(); err != nil {
+		return nil, err
+	}
+	return &Kinesis{
+		config:  config,
+		writers: make(map[string]*streamWriter),
+		closing: make(chan struct{}),
+	}, nil
+}
+
+// Publish writes messages to the stream named topic, in order, and returns when all are written.
+func (k *Kinesis) Publish(topic string, messages ...*message.Message) error {
+	if len(messages) == 0 {
+		return nil
+	}
+	seq, err := newSequence(messages)
+	if err != nil {
+		return err
+	}
+	w, err := k.writer(topic)
+	if err != nil {
+		return err
+	}
+	select {
+	case w.submit <- seq:
+	case <-w.done:
+		return ErrPublisherClosed
+	}
+	return <-seq.done
+}
+
+// Close stops the publisher: pending Publish calls return ErrPublisherClosed, requests in flight
+// are awaited.
+func (k *Kinesis) Close() error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil
+	}
+	k.closed = true
+	close(k.closing)
+	k.mu.Unlock()
+	k.wg.Wait()
+	return nil
+}
+
+func (k *Kinesis) writer(stream string) (*streamWriter, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return nil, ErrPublisherClosed
+	}
+	if w, ok := k.writers[stream]; ok {
+		return w, nil
+	}
+	w := &streamWriter{
+		stream:    stream,
+		config:    k.config,
+		logger:    k.config.Logger.With(watermill.LogFields{"stream": stream}),
+		submit:    make(chan *sequence),
+		results:   make(chan putResult, k.config.MaxInFlightRequests),
+		wake:      make(chan *sequence),
+		cancelled: make(chan *sequence),
+		closing:   k.closing,
+		done:      make(chan struct{}),
+	}
+	k.writers[stream] = w
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		w.run()
+	}()
+	return w, nil
+}
+
+// sequence is the state of one Publish call: its records and how far they are written.
+type sequence struct {
+	ctx     context.Context
+	entries []types.PutRecordsRequestEntry
+	sizes   []int
+	done    chan error
+
+	next     int  // index of the first unwritten record
+	attempts int  // consecutive failures of the record at next
+	solo     bool // send the next record alone: a request holding it was rejected as a whole
+	finished bool
+	stop     func() bool // releases the context watch
+}
+
+func newSequence(messages []*message.Message) (*sequence, error) {
+	s := &sequence{
+		ctx:     messages[0].Context(),
+		entries: make([]types.PutRecordsRequestEntry, len(messages)),
+		sizes:   make([]int, len(messages)),
+		done:    make(chan error, 1),
+	}
+	for i, msg := range messages {
+		key := msg.Metadata.Get(PartitionKeyMetadataKey)
+		if key == "" {
+			return nil, fmt.Errorf("message %s: %w", msg.UUID, ErrNoPartitionKey)
+		}
+		size := len(msg.Payload) + len(key)
+		if size > MaxBytesPerRecord {
+			return nil, fmt.Errorf("message %s (%d bytes): %w", msg.UUID, size, ErrRecordTooLarge)
+		}
+		s.entries[i] = types.PutRecordsRequestEntry{Data: msg.Payload, PartitionKey: aws.String(key)}
+		s.sizes[i] = size
+	}
+	return s, nil
+}
+
+type putResult struct {
+	batch []*sequence
+	out   *kinesis.PutRecordsOutput
+	err   error
+	took  time.Duration
+}
+
+// streamWriter owns every sequence of one stream; only its run goroutine touches them, so the
+// ordering rules need no locks.
+type streamWriter struct {
+	stream string
+	config KinesisConfig
+	logger watermill.LoggerAdapter
+
+	submit    chan *sequence
+	results   chan putResult
+	wake      chan *sequence
+	cancelled chan *sequence
+	closing   <-chan struct{}
+	done      chan struct{}
+
+	ready         []*sequence
+	inFlight      int
+	lingerTimer   *time.Timer
+	lingerArmed   bool
+	lingerExpired bool
+	stopping      bool
+	pending       map[*sequence]struct{} // every unfinished sequence, for Close
+}
+
+func (w *streamWriter) run() {
+	defer close(w.done)
+	w.pending = make(map[*sequence]struct{})
+	w.lingerTimer = time.NewTimer(time.Hour)
+	w.lingerTimer.Stop()
+	defer w.lingerTimer.Stop()
+
+	for {
+		w.dispatch()
+		if w.stopping && w.inFlight == 0 {
+			return
+		}
+		select {
+		case s := <-w.submit:
+			w.accept(s)
+		case r := <-w.results:
+			w.complete(r)
+		case s := <-w.wake:
+			if !s.finished {
+				w.ready = append(w.ready, s)
+			}
+		case s := <-w.cancelled:
+			w.finish(s, fmt.Errorf("kinesis publisher: gave up at record %d of %d: %w", s.next+1, len(s.entries), context.Cause(s.ctx)))
+		case <-w.lingerTimer.C:
+			w.lingerArmed = false
+			w.lingerExpired = true
+		case <-w.closing:
+			w.stopping = true
+			w.closing = nil
+			for s := range w.pending {
+				w.finish(s, ErrPublisherClosed)
+			}
+		}
+	}
+}
+
+func (w *streamWriter) accept(s *sequence) {
+	if w.stopping {
+		s.done <- ErrPublisherClosed
+		return
+	}
+	if err := s.ctx.Err(); err != nil {
+		s.done <- fmt.Errorf("kinesis publisher: %w", context.Cause(s.ctx))
+		return
+	}
+	w.pending[s] = struct{}{}
+	s.stop = context.AfterFunc(s.ctx, func() {
+		select {
+		case w.cancelled <- s:
+		case <-w.done:
+		}
+	})
+	w.ready = append(w.ready, s)
+}
+
+func (w *streamWriter) finish(s *sequence, err error) {
+	if s.finished {
+		return
+	}
+	s.finished = true
+	if s.stop != nil {
+		s.stop()
+	}
+	delete(w.pending, s)
+	s.done <- err
+}
+
+// dispatch sends ready records while requests may be started. With a request already in flight,
+// a partial batch waits up to Linger for company, so that requests stay few and large.
+func (w *streamWriter) dispatch() {
+	for !w.stopping && len(w.ready) > 0 && w.inFlight < w.config.MaxInFlightRequests {
+		if w.inFlight > 0 && len(w.ready) < w.config.MaxBatchRecords && !w.lingerExpired && w.config.Linger > 0 {
+			if !w.lingerArmed {
+				w.lingerTimer.Reset(w.config.Linger)
+				w.lingerArmed = true
+			}
+			return
+		}
+		batch := w.takeBatch()
+		if len(batch) == 0 {
+			return
+		}
+		w.lingerExpired = false
+		w.lingerArmed = false
+		w.lingerTimer.Stop()
+		w.inFlight++
+		go w.send(batch)
+	}
+}
+
+// takeBatch removes from ready the sequences whose next records fit one request, oldest first.
+func (w *streamWriter) takeBatch() []*sequence {
+	var batch []*sequence
+	bytes := 0
+	rest := w.ready[:0]
+	for i, s := range w.ready {
+		if s.finished {
+			continue
+		}
+		size := s.sizes[s.next]
+		full := len(batch) == w.config.MaxBatchRecords || bytes+size > w.config.MaxBatchBytes
+		alone := len(batch) > 0 && (s.solo || batch[0].solo)
+		if full || alone {
+			rest = append(rest, w.ready[i])
+			continue
+		}
+		batch = append(batch, s)
+		bytes += size
+	}
+	clear(w.ready[len(rest):])
+	w.ready = rest
+	return batch
+}
+
+func (w *streamWriter) send(batch []*sequence) {
+	entries := make([]types.PutRecordsRequestEntry, len(batch))
+	for i, s := range batch {
+		entries[i] = s.entries[s.next]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.config.RequestTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := w.config.Client.PutRecords(ctx, &kinesis.PutRecordsInput{
+		StreamName: aws.String(w.stream),
+		Records:    entries,
+	})
+	w.results <- putResult{batch: batch, out: out, err: err, took: time.Since(start)}
+}
+
+func (w *streamWriter) complete(r putResult) {
+	w.inFlight--
+	failures := make(map[string]int)
+	failed := 0
+	defer func() {
+		if w.config.Observer != nil {
+			w.config.Observer.PutRecordsDone(w.stream, len(r.batch), failed, failures, r.err, r.took)
+		}
+	}()
+
+	if r.err == nil && (r.out == nil || len(r.out.Records) != len(r.batch)) {
+		r.err = fmt.Errorf("kinesis publisher: PutRecords answered %d results for %d records", resultCount(r.out), len(r.batch))
+	}
+	if r.err != nil {
+		failed = len(r.batch)
+		code := errorCode(r.err)
+		failures[code] = failed
+		var invalid *types.InvalidArgumentException
+		rejected := errors.As(r.err, &invalid)
+		w.logger.Error("PutRecords failed", r.err, watermill.LogFields{"records": len(r.batch), "code": code})
+		for _, s := range r.batch {
+			switch {
+			case s.finished:
+			case rejected && len(r.batch) > 1:
+				// One record may poison the whole request: retry each alone to find it.
+				s.solo = true
+				w.ready = append(w.ready, s)
+			case rejected:
+				w.finish(s, fmt.Errorf("kinesis publisher: record %d of %d rejected: %w", s.next+1, len(s.entries), r.err))
+			default:
+				w.retry(s, code)
+			}
+		}
+		return
+	}
+
+	for i, s := range r.batch {
+		res := r.out.Records[i]
+		if res.ErrorCode != nil || res.SequenceNumber == nil {
+			failed++
+			code := aws.ToString(res.ErrorCode)
+			if code == "" {
+				code = "NoSequenceNumber"
+			}
+			failures[code]++
+			if !s.finished {
+				w.retry(s, code)
+			}
+			continue
+		}
+		if s.finished {
+			continue
+		}
+		s.next++
+		s.attempts = 0
+		s.solo = false
+		if s.next == len(s.entries) {
+			w.finish(s, nil)
+			continue
+		}
+		w.ready = append(w.ready, s)
+	}
+	if failed > 0 {
+		w.logger.Debug("PutRecords partly failed", watermill.LogFields{"records": len(r.batch), "failed": failed})
+	}
+}
+
+// retry schedules the sequence's next record again after a backoff, or gives up after MaxAttempts.
+func (w *streamWriter) retry(s *sequence, code string) {
+	s.attempts++
+	if w.config.MaxAttempts > 0 && s.attempts >= w.config.MaxAttempts {
+		w.finish(s, fmt.Errorf("kinesis publisher: record %d of %d failed %d times, last with %s", s.next+1, len(s.entries), s.attempts, code))
+		return
+	}
+	time.AfterFunc(w.config.Backoff.Delay(s.attempts), func() {
+		select {
+		case w.wake <- s:
+		case <-w.done:
+		}
+	})
+}
+
+func resultCount(out *kinesis.PutRecordsOutput) int {
+	if out == nil {
+		return 0
+	}
+	return len(out.Records)
+}
+
+// errorCode names an error by its AWS error code, for logs and metrics.
+func errorCode(err error) string {
+	var coded interface{ ErrorCode() string }
+	switch {
+	case errors.As(err, &coded):
+		return coded.ErrorCode()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "Timeout"
+	default:
+		return "RequestError"
+	}
+}

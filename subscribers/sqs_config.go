@@ -1,0 +1,120 @@
+package subscribers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/event-processor/event-processor/internal/backoff"
+)
+
+// SQSConfig configures the SQS subscriber. The topic passed to Subscribe is the queue URL.
+type SQSConfig struct {
+	// AWSConfig is used for every SQS client of the subscriber.
+	AWSConfig aws.Config
+
+	// OptFns are options for the SQS clients (endpoint, retryer, HTTP client).
+	OptFns []func(*sqs.Options)
+
+	// BatchSize is MaxNumberOfMessages of each ReceiveMessage, 1..10. Default: 10.
+	BatchSize int32
+
+	// WaitTime is the long-polling time of each ReceiveMessage, 0..20s. Default: 20s.
+	WaitTime time.Duration
+
+	// VisibilityTimeout is asked for on every ReceiveMessage, 0..12h, in whole seconds. It bounds how long
+	// a message stays hidden from other consumers after a crash. There is no default: zero is a
+	// valid setting (every message is visible again at once, so expect duplicates).
+	VisibilityTimeout time.Duration
+
+	// ConsumeWorkers is how many ReceiveMessage loops run. Default: 2.
+	ConsumeWorkers int
+
+	// MaxInFlight caps the messages handed to the router and not yet acked or nacked: the
+	// subscriber stops receiving when it is reached (backpressure, bounded memory). Default: 64.
+	MaxInFlight int
+
+	// HeartbeatInterval is how often the visibility of a message still being handled is extended
+	// by VisibilityTimeout, so a slow publish is not redelivered to another consumer mid-write.
+	// Default: a third of VisibilityTimeout (none below 3s). Negative: no heartbeat.
+	HeartbeatInterval time.Duration
+
+	// Release is the delay, by delivery count, before a nacked message is visible again: a
+	// failing message comes back soon instead of after a whole visibility timeout, and later
+	// the more often it failed. Default: 1s growing to VisibilityTimeout.
+	Release backoff.Policy
+
+	// DrainTimeout is how long Close lets handlers finish the messages they hold before cancelling
+	// their contexts; what is then still unfinished is released for redelivery. Default: 10s.
+	DrainTimeout time.Duration
+
+	Logger watermill.LoggerAdapter
+}
+
+func (c *SQSConfig) setDefaults() {
+	if c.BatchSize == 0 {
+		c.BatchSize = 10
+	}
+	if c.WaitTime == 0 {
+		c.WaitTime = 20 * time.Second
+	}
+	if c.ConsumeWorkers == 0 {
+		c.ConsumeWorkers = 2
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 64
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = c.VisibilityTimeout / 3
+		if c.HeartbeatInterval < time.Second {
+			c.HeartbeatInterval = -1
+		}
+	}
+	if c.Release.Initial == 0 {
+		c.Release.Initial = time.Second
+	}
+	if c.Release.Max == 0 {
+		c.Release.Max = max(c.VisibilityTimeout, c.Release.Initial)
+	}
+	c.Release.SetDefaults()
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+}
+
+// Validate reports every invalid setting.
+func (c SQSConfig) Validate() error {
+	var errs []error
+	if c.AWSConfig.Credentials == nil {
+		errs = append(errs, errors.New("sqs subscriber: AWSConfig.Credentials is required"))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 10 {
+		errs = append(errs, fmt.Errorf("sqs subscriber: BatchSize must be 1..10, got %d", c.BatchSize))
+	}
+	if c.WaitTime < 0 || c.WaitTime > 20*time.Second {
+		errs = append(errs, fmt.Errorf("sqs subscriber: WaitTime must be 0..20s, got %s", c.WaitTime))
+	}
+	if c.VisibilityTimeout < 0 || c.VisibilityTimeout > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("sqs subscriber: VisibilityTimeout must be 0..12h, got %s", c.VisibilityTimeout))
+	}
+	if c.ConsumeWorkers < 1 {
+		errs = append(errs, fmt.Errorf("sqs subscriber: ConsumeWorkers must be positive, got %d", c.ConsumeWorkers))
+	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("sqs subscriber: MaxInFlight must be positive, got %d", c.MaxInFlight))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("sqs subscriber: DrainTimeout must not be negative, got %s", c.DrainTimeout))
+	}
+	if err := c.Release.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("sqs subscriber: Release: %w", err))
+	}
+	return errors.Join(errs...)
+}
