@@ -174,4 +174,3 @@ func TestRouterRedeliversWhenTheDLQFails(t *testing.T) {
 	}
 	assert.Len(t, ids, 1, "redelivery repeats the same event id")
 }
-
