@@ -284,12 +284,6 @@ func (s *SQS) Close() error {
 	s.mu.Unlock()
 
 	s.gate.close()
-	// Messages watermill-aws already received are offered one by one; forward releases them.
-	// Once every received message has been seen, the upstream may be closed without dropping any.
-	for deadline := time.Now().Add(s.config.DrainTimeout); !s.gate.drained(s.seen.Load()) && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-
 	if !waitTimeout(&s.inFlight, s.config.DrainTimeout) {
 		s.logger.Info("Handlers still busy after the drain timeout, cancelling them", nil)
 		s.cancelHandlers()
@@ -299,6 +293,16 @@ func (s *SQS) Close() error {
 		}
 	}
 	s.cancelHandlers()
+	// Receives that were in progress when the gate closed still deliver their messages (even ones
+	// just released); forward releases them. Only once every received message has been seen may
+	// the upstream close: it would drop the ones still offered, hidden for a visibility timeout.
+	for deadline := time.Now().Add(s.config.WaitTime + 5*time.Second); !s.gate.drained(s.seen.Load()); {
+		if time.Now().After(deadline) {
+			s.logger.Error("Received messages not handed over in time; they are redelivered after the visibility timeout", nil, nil)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	err := s.upstream.Close()
 	s.forwarders.Wait()

@@ -49,7 +49,8 @@ type SQSConfig struct {
 	Release backoff.Policy
 
 	// DrainTimeout is how long Close lets handlers finish the messages they hold before cancelling
-	// their contexts; what is then still unfinished is released for redelivery. Default: 10s.
+	// their contexts; what is then still unfinished is released for redelivery. Receives in
+	// progress also finish within it when WaitTime is shorter. Default: 10s.
 	DrainTimeout time.Duration
 
 	Logger watermill.LoggerAdapter

@@ -1,0 +1,404 @@
+package schemas
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Parse decodes a raw SQS body and validates it (spec 1.1, 1.2). The body is
+// standard padded base64 of UTF-8 JSON, or plain JSON when its first
+// non-blank byte is '{'.
+//
+// When the envelope is broken, Parse returns a nil Submission and an
+// *InvalidError listing every submission-level problem, in a fixed order
+// (body, submission_id, device_id, time_created, events, events.<key>...).
+// Otherwise it returns the Submission: its valid events in document order,
+// and the invalid ones described in Dropped.
+func Parse(body []byte) (*Submission, error) {
+	doc, obj, bad := decodeBody(body)
+	if bad != "" {
+		return nil, &InvalidError{Problems: []Problem{{Path: "body", Reason: bad}}}
+	}
+
+	var top fields
+	top.collect(obj, topNames[:])
+
+	// Envelope: JSON shape first, then values through the validator.
+	var problems []Problem
+	var env envelope
+	var r fieldReasons
+	for i, dst := range [...]*string{&env.SubmissionID, &env.DeviceID, &env.TimeCreated} {
+		r[i] = top.stringInto(i, dst)
+	}
+	check(&env, envelopeNames, &r)
+	for i, reason := range r {
+		if reason != "" {
+			problems = append(problems, Problem{Path: envelopeNames[i], Reason: reason})
+		}
+	}
+
+	var lists []eventList
+	if reason := top.presence(fieldEvents); reason != "" {
+		problems = append(problems, Problem{Path: "events", Reason: reason})
+	} else if ev := top.val[fieldEvents]; ev[0] != '{' {
+		problems = append(problems, Problem{Path: "events", Reason: reasonNotObject})
+	} else {
+		lists, problems = scanEventLists(ev, problems)
+	}
+	if len(problems) > 0 {
+		return nil, &InvalidError{Problems: problems}
+	}
+
+	sub := &Submission{
+		SubmissionID: strings.ToLower(env.SubmissionID),
+		DeviceID:     strings.ToLower(env.DeviceID),
+		TimeCreated:  env.TimeCreated,
+	}
+	p := eventParser{sub: sub, buf: make([]byte, 0, len(doc))}
+	// Digits of seq and total can only be known after dropping; the
+	// document length bounds the event count, so it bounds them too.
+	p.countDigits = len(strconv.Itoa(len(doc)))
+	for _, l := range lists {
+		p.list(l)
+	}
+	for i := range sub.Events {
+		s := p.spans[i]
+		sub.Events[i].Data = p.buf[s[0]:s[1]:s[1]]
+	}
+	return sub, nil
+}
+
+// decodeBody returns the JSON document and the object in it (starting at
+// its '{'), or the reason the body is unusable.
+func decodeBody(body []byte) (doc, obj []byte, reason string) {
+	start := skipBlank(body, 0)
+	if start == len(body) {
+		return nil, nil, "empty"
+	}
+	doc = body
+	if body[start] != '{' {
+		end := len(body)
+		for end > start && isBlank(body[end-1]) {
+			end--
+		}
+		enc := body[start:end]
+		doc = make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
+		n, err := base64.StdEncoding.Decode(doc, enc)
+		if err != nil {
+			return nil, nil, "not valid base64"
+		}
+		doc = doc[:n]
+	}
+	// encoding/json replaces invalid UTF-8 with U+FFFD instead of failing,
+	// which would publish altered data: check before it sees the bytes.
+	if !utf8.Valid(doc) {
+		return nil, nil, "not valid UTF-8"
+	}
+	if !json.Valid(doc) {
+		return nil, nil, "not valid JSON (" + syntaxDetail(doc) + ")"
+	}
+	i := skipSpace(doc, 0)
+	if doc[i] != '{' {
+		return nil, nil, "not a JSON object"
+	}
+	return doc, doc[i:], ""
+}
+
+// isBlank is what "blank" means for a body: JSON whitespace plus the other
+// ASCII spaces a transport might add.
+func isBlank(c byte) bool {
+	return isSpace(c) || c == '\v' || c == '\f'
+}
+
+func skipBlank(data []byte, i int) int {
+	for i < len(data) && isBlank(data[i]) {
+		i++
+	}
+	return i
+}
+
+// syntaxDetail runs only for invalid documents, to say why and where.
+func syntaxDetail(doc []byte) string {
+	var v json.RawMessage
+	err := json.Unmarshal(doc, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		if se.Error() == "unexpected end of JSON input" {
+			return se.Error() // the position adds nothing
+		}
+		// Offset counts the bytes read including the offending one, so it
+		// is that byte's 1-based position.
+		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "rejected by json.Valid"
+}
+
+const (
+	fieldSubmissionID = iota
+	fieldDeviceID
+	fieldTimeCreated
+	fieldEvents
+)
+
+var (
+	topNames         = [...]string{"submission_id", "device_id", "time_created", "events"}
+	envelopeNames    = topNames[:fieldEvents]
+	newProcessNames  = []string{"cmdl", "user"}
+	networkConnNames = []string{"source_ip", "destination_ip", "destination_port"}
+)
+
+// fields holds the known members of one JSON object. Unknown members are
+// skipped unseen, so neither their content nor their repetition matters.
+type fields struct {
+	val  [4][]byte
+	seen [4]bool
+	dup  [4]bool
+}
+
+func (f *fields) collect(obj []byte, names []string) {
+	m := newMembers(obj)
+	for m.next() {
+		for i, n := range names {
+			if m.keyIs(n) {
+				if f.seen[i] {
+					// encoding/json would keep the last value silently;
+					// which one the device meant is a guess we do not make.
+					f.dup[i] = true
+				} else {
+					f.seen[i] = true
+					f.val[i] = m.val
+				}
+				break
+			}
+		}
+	}
+}
+
+// presence is the reason field i cannot be used at all, or "".
+func (f *fields) presence(i int) string {
+	switch {
+	case f.dup[i]:
+		return reasonDuplicate
+	case !f.seen[i]:
+		return reasonMissing
+	}
+	return ""
+}
+
+// stringInto stores field i in dst if it is a JSON string, else says why not.
+func (f *fields) stringInto(i int, dst *string) string {
+	if r := f.presence(i); r != "" {
+		return r
+	}
+	s, ok := stringValue(f.val[i])
+	if !ok {
+		return reasonNotString
+	}
+	*dst = s
+	return ""
+}
+
+// intInto stores field i in dst if it is a JSON integer literal, else says why not.
+func (f *fields) intInto(i int, dst *int) string {
+	if r := f.presence(i); r != "" {
+		return r
+	}
+	v, ok := integerValue(f.val[i])
+	if !ok {
+		return reasonNotInteger
+	}
+	*dst = v
+	return ""
+}
+
+// eventList is one member of "events".
+type eventList struct {
+	key         string
+	typ         EventType // "" when the key is not a known type
+	arr         []byte    // the raw array; nil for null or not an array
+	dupReported bool
+}
+
+// scanEventLists reads the members of "events" in document order. Its
+// problems are submission level: a repeated list or a list that is not one
+// makes the document ambiguous.
+func scanEventLists(obj []byte, problems []Problem) ([]eventList, []Problem) {
+	var lists []eventList
+	var index map[string]int // only for documents with many lists
+	m := newMembers(obj)
+	for m.next() {
+		l := eventList{}
+		switch {
+		case m.keyIs(string(NewProcessType)):
+			l.key, l.typ = string(NewProcessType), NewProcessType
+		case m.keyIs(string(NetworkConnectionType)):
+			l.key, l.typ = string(NetworkConnectionType), NetworkConnectionType
+		default:
+			l.key = m.keyString()
+		}
+		if prev := findList(lists, index, l.key); prev >= 0 {
+			if !lists[prev].dupReported {
+				lists[prev].dupReported = true
+				problems = append(problems, Problem{Path: "events." + pathKey(l.key), Reason: reasonDuplicate})
+			}
+			continue
+		}
+		switch m.val[0] {
+		case '[':
+			l.arr = m.val
+		case 'n': // null: an empty list
+		default:
+			problems = append(problems, Problem{Path: "events." + pathKey(l.key), Reason: reasonNotArray})
+		}
+		lists = append(lists, l)
+		if len(lists) > 8 {
+			if index == nil {
+				index = make(map[string]int, 2*len(lists))
+				for i, l := range lists[:len(lists)-1] {
+					index[l.key] = i
+				}
+			}
+			index[l.key] = len(lists) - 1
+		}
+	}
+	return lists, problems
+}
+
+func findList(lists []eventList, index map[string]int, key string) int {
+	if index != nil {
+		if i, ok := index[key]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range lists {
+		if lists[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// eventParser validates events and writes their canonical event_data into
+// one shared buffer (one allocation for the whole submission instead of one
+// per event); spans are turned into slices once the buffer stops growing.
+type eventParser struct {
+	sub         *Submission
+	buf         []byte
+	spans       [][2]int
+	countDigits int
+	np          newProcess
+	nc          networkConnection
+}
+
+func (p *eventParser) list(l eventList) {
+	if l.arr == nil {
+		return
+	}
+	el := newElements(l.arr)
+	if l.typ == "" {
+		n := 0
+		for el.next() {
+			n++
+		}
+		if n > 0 {
+			p.drop("events."+pathKey(l.key), fmt.Sprintf("unknown event type (%d events dropped)", n))
+		}
+		return
+	}
+	for i := 0; el.next(); i++ {
+		if el.val[0] != '{' {
+			p.drop(eventPath(l.typ, i), reasonNotObject)
+			continue
+		}
+		start := len(p.buf)
+		var ok bool
+		switch l.typ {
+		case NewProcessType:
+			ok = p.newProcess(i, el.val)
+		case NetworkConnectionType:
+			ok = p.networkConnection(i, el.val)
+		}
+		if !ok {
+			p.buf = p.buf[:start]
+			continue
+		}
+		data := len(p.buf) - start
+		if recordSize(p.sub, l.typ, data, p.countDigits) > MaxRecordBytes {
+			p.buf = p.buf[:start]
+			p.drop(eventPath(l.typ, i), reasonRecordTooBig)
+			continue
+		}
+		p.sub.Events = append(p.sub.Events, Event{Type: l.typ, Index: i})
+		p.spans = append(p.spans, [2]int{start, len(p.buf)})
+	}
+}
+
+func (p *eventParser) drop(path, reason string) {
+	p.sub.Dropped = append(p.sub.Dropped, Problem{Path: path, Reason: reason})
+}
+
+func eventPath(t EventType, i int) string {
+	return "events." + string(t) + "[" + strconv.Itoa(i) + "]"
+}
+
+// report moves r into Dropped and says whether the event is valid.
+func (p *eventParser) report(t EventType, i int, names []string, r *fieldReasons) bool {
+	ok := true
+	for f, reason := range r[:len(names)] {
+		if reason != "" {
+			p.drop(eventPath(t, i)+"."+names[f], reason)
+			ok = false
+		}
+	}
+	return ok
+}
+
+func (p *eventParser) newProcess(i int, obj []byte) bool {
+	var f fields
+	f.collect(obj, newProcessNames)
+	p.np = newProcess{}
+	var r fieldReasons
+	r[0] = f.stringInto(0, &p.np.Cmdl)
+	r[1] = f.stringInto(1, &p.np.User)
+	check(&p.np, newProcessNames, &r)
+	if !p.report(NewProcessType, i, newProcessNames, &r) {
+		return false
+	}
+	p.buf = append(p.buf, `{"cmdl":`...)
+	p.buf = appendJSONString(p.buf, p.np.Cmdl)
+	p.buf = append(p.buf, `,"user":`...)
+	p.buf = appendJSONString(p.buf, p.np.User)
+	p.buf = append(p.buf, '}')
+	return true
+}
+
+func (p *eventParser) networkConnection(i int, obj []byte) bool {
+	var f fields
+	f.collect(obj, networkConnNames)
+	p.nc = networkConnection{}
+	var r fieldReasons
+	r[0] = f.stringInto(0, &p.nc.SourceIP)
+	r[1] = f.stringInto(1, &p.nc.DestinationIP)
+	r[2] = f.intInto(2, &p.nc.DestinationPort)
+	check(&p.nc, networkConnNames, &r)
+	if !p.report(NetworkConnectionType, i, networkConnNames, &r) {
+		return false
+	}
+	p.buf = append(p.buf, `{"source_ip":`...)
+	p.buf = appendJSONString(p.buf, p.nc.SourceIP)
+	p.buf = append(p.buf, `,"destination_ip":`...)
+	p.buf = appendJSONString(p.buf, p.nc.DestinationIP)
+	p.buf = append(p.buf, `,"destination_port":`...)
+	p.buf = strconv.AppendInt(p.buf, int64(p.nc.DestinationPort), 10)
+	p.buf = append(p.buf, '}')
+	return true
+}

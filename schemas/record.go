@@ -1,0 +1,146 @@
+package schemas
+
+import (
+	"crypto/sha1"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// PartitionKey names the submission field whose value partitions records.
+type PartitionKey string
+
+const (
+	PartitionByDevice     PartitionKey = "device_id"
+	PartitionBySubmission PartitionKey = "submission_id"
+)
+
+// Record is one Kinesis record.
+type Record struct {
+	EventID      string
+	Seq          int
+	PartitionKey string
+	// Data is the JSON of spec 1.3 with keys in this order: event_id,
+	// submission_id, device_id, event_type, seq, total, time_created,
+	// processed_at, event_data.
+	Data []byte
+}
+
+// ProcessedAtLayout is how processed_at is written: RFC 3339 in UTC with
+// microseconds, the precision of the devices' time_created.
+const ProcessedAtLayout = "2006-01-02T15:04:05.000000Z"
+
+// Records splits s into one record per event: seq 0..n-1 in document order,
+// total n. Any key other than PartitionBySubmission partitions by device,
+// the spec's default. Event.Data must be valid JSON, as Parse makes it.
+func (s *Submission) Records(processedAt time.Time, key PartitionKey) []Record {
+	n := len(s.Events)
+	if n == 0 {
+		return nil
+	}
+	pk := s.DeviceID
+	if key == PartitionBySubmission {
+		pk = s.SubmissionID
+	}
+	var tsBuf [40]byte
+	ts := processedAt.UTC().AppendFormat(tsBuf[:0], ProcessedAtLayout)
+
+	size := 0
+	for i := range s.Events {
+		size += recordLen(s, s.Events[i].Type, len(s.Events[i].Data), i, n)
+	}
+	// One buffer for all records; each Data is capped so appending to one
+	// cannot overwrite the next. If the size hint was short (strings that
+	// needed escaping), append moves on to a new array and earlier records
+	// keep the old one: still correct.
+	buf := make([]byte, 0, size)
+	recs := make([]Record, n)
+	for i, e := range s.Events {
+		id := EventID(s.SubmissionID, s.DeviceID, e.Type, e.Index)
+		start := len(buf)
+		buf = append(buf, `{"event_id":`...)
+		buf = appendJSONString(buf, id)
+		buf = append(buf, `,"submission_id":`...)
+		buf = appendJSONString(buf, s.SubmissionID)
+		buf = append(buf, `,"device_id":`...)
+		buf = appendJSONString(buf, s.DeviceID)
+		buf = append(buf, `,"event_type":`...)
+		buf = appendJSONString(buf, string(e.Type))
+		buf = append(buf, `,"seq":`...)
+		buf = strconv.AppendInt(buf, int64(i), 10)
+		buf = append(buf, `,"total":`...)
+		buf = strconv.AppendInt(buf, int64(n), 10)
+		buf = append(buf, `,"time_created":`...)
+		buf = appendJSONString(buf, s.TimeCreated)
+		buf = append(buf, `,"processed_at":"`...)
+		buf = append(buf, ts...)
+		buf = append(buf, `","event_data":`...)
+		buf = append(buf, e.Data...)
+		buf = append(buf, '}')
+		recs[i] = Record{EventID: id, Seq: i, PartitionKey: pk, Data: buf[start:len(buf):len(buf)]}
+	}
+	return recs
+}
+
+// recordSkeleton is a record with every value empty: its length plus the
+// values' lengths is the record's length.
+const recordSkeleton = `{"event_id":"","submission_id":"","device_id":"","event_type":"","seq":,"total":,"time_created":"","processed_at":"","event_data":}`
+
+// recordLen is the length of a record's Data for strings that need no
+// escaping (true of everything Parse accepts apart from event_data, which
+// is already encoded).
+func recordLen(s *Submission, t EventType, dataLen, seq, total int) int {
+	return len(recordSkeleton) + uuidLen + len(s.SubmissionID) + len(s.DeviceID) + len(t) +
+		len(strconv.Itoa(seq)) + len(strconv.Itoa(total)) + len(s.TimeCreated) + len(ProcessedAtLayout) + dataLen
+}
+
+// recordSize is what Kinesis counts against MaxRecordBytes (data plus
+// partition key), with seq and total taken at countDigits digits, an upper
+// bound since Parse cannot know them before all events are read.
+func recordSize(s *Submission, t EventType, dataLen, countDigits int) int {
+	pk := max(len(s.DeviceID), len(s.SubmissionID))
+	return len(recordSkeleton) + uuidLen + len(s.SubmissionID) + len(s.DeviceID) + len(t) +
+		2*countDigits + len(s.TimeCreated) + len(ProcessedAtLayout) + dataLen + pk
+}
+
+const uuidLen = 36
+
+// eventNamespace is the fixed namespace of event ids. It must never change:
+// consumers de-duplicate redelivered events by event_id.
+var eventNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/event-processor/event-processor/schemas/event"))
+
+// EventID derives an event's id: a name-based (SHA-1, version 5) UUID of
+// submission id, device id, event type and index within its list, so a
+// redelivered submission yields the same ids and distinct events never share
+// one. The ids are taken case-insensitively, like the UUIDs they are.
+func EventID(submissionID, deviceID string, t EventType, index int) string {
+	// The name is "sub\ndev\ntype\nindex". Canonical UUIDs and the known
+	// types contain no '\n', so distinct events give distinct names.
+	var nameBuf [128]byte
+	name := append(nameBuf[:0], eventNamespace[:]...)
+	name = appendLower(name, submissionID)
+	name = append(name, '\n')
+	name = appendLower(name, deviceID)
+	name = append(name, '\n')
+	name = append(name, t...)
+	name = append(name, '\n')
+	name = strconv.AppendInt(name, int64(index), 10)
+
+	// Same as uuid.NewSHA1(eventNamespace, name without the namespace), but
+	// without its allocations; TestEventIDMatchesUUIDNewSHA1 holds them equal.
+	sum := sha1.Sum(name)
+	var id uuid.UUID
+	copy(id[:], sum[:])
+	id[6] = (id[6] & 0x0f) | 0x50 // version 5
+	id[8] = (id[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return id.String()
+}
+
+func appendLower(dst []byte, s string) []byte {
+	if strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) < 0 {
+		return append(dst, s...)
+	}
+	return append(dst, strings.ToLower(s)...)
+}

@@ -1,0 +1,293 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The scanner below walks JSON that json.Valid has already accepted, so it
+// never reports syntax errors: it only has to find where values start and
+// end. That lets Parse read every member of an object in document order,
+// see duplicate keys (encoding/json keeps the last one silently) and keep
+// raw values for later, all in one cheap pass without building maps.
+
+// isSpace reports JSON insignificant whitespace (RFC 8259 ws).
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && isSpace(data[i]) {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string literal starting at data[i] == '"'.
+func skipString(data []byte, i int) int {
+	i++
+	for i < len(data) {
+		switch data[i] {
+		case '\\':
+			i += 2
+		case '"':
+			return i + 1
+		default:
+			i++
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the value starting at data[i].
+func skipValue(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for i < len(data) {
+			switch data[i] {
+			case '"':
+				i = skipString(data, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default: // number, true, false, null
+		for i < len(data) {
+			switch data[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return i
+			}
+			i++
+		}
+		return i
+	}
+}
+
+// members iterates the members of a valid JSON object, in document order.
+type members struct {
+	data []byte
+	pos  int
+	key  []byte // raw key literal, quotes included
+	val  []byte // raw value
+}
+
+// newMembers starts iterating the object obj (obj[0] == '{', already valid).
+func newMembers(obj []byte) members {
+	return members{data: obj, pos: 1}
+}
+
+func (m *members) next() bool {
+	i := skipSpace(m.data, m.pos)
+	if i >= len(m.data) || m.data[i] == '}' {
+		return false
+	}
+	if m.data[i] == ',' {
+		i = skipSpace(m.data, i+1)
+	}
+	end := skipString(m.data, i)
+	m.key = m.data[i:end]
+	i = skipSpace(m.data, end)
+	i = skipSpace(m.data, i+1) // ':'
+	end = skipValue(m.data, i)
+	m.val = m.data[i:end]
+	m.pos = end
+	return true
+}
+
+// keyIs reports whether the current key, unescaped, equals name. The
+// common unescaped case compares bytes without allocating.
+func (m *members) keyIs(name string) bool {
+	inner := m.key[1 : len(m.key)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner) == name
+	}
+	s, _ := stringValue(m.key)
+	return s == name
+}
+
+// keyString returns the current key, unescaped.
+func (m *members) keyString() string {
+	s, _ := stringValue(m.key)
+	return s
+}
+
+// elements iterates the elements of a valid JSON array.
+type elements struct {
+	data []byte
+	pos  int
+	val  []byte
+}
+
+func newElements(arr []byte) elements {
+	return elements{data: arr, pos: 1}
+}
+
+func (e *elements) next() bool {
+	i := skipSpace(e.data, e.pos)
+	if i >= len(e.data) || e.data[i] == ']' {
+		return false
+	}
+	if e.data[i] == ',' {
+		i = skipSpace(e.data, i+1)
+	}
+	end := skipValue(e.data, i)
+	e.val = e.data[i:end]
+	e.pos = end
+	return true
+}
+
+// stringValue returns the Go string of a raw JSON value, and false when the
+// value is not a JSON string (null included).
+func stringValue(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false // unreachable for json.Valid input
+	}
+	return s, true
+}
+
+// isNull reports whether the raw value is the literal null.
+func isNull(raw []byte) bool {
+	return string(raw) == "null"
+}
+
+// integerValue reads a JSON number that must be an integer literal (no
+// fraction, no exponent: "443.0" and "1e3" are numbers a device should not
+// send as a port). Magnitudes beyond int range are clamped, which is enough
+// for a range check to reject them.
+func integerValue(raw []byte) (v int, ok bool) {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false
+	}
+	neg := raw[0] == '-'
+	digits := raw
+	if neg {
+		digits = raw[1:]
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	const maxDigits = 18 // always fits in int64 without overflow
+	if len(digits) > maxDigits {
+		if neg {
+			return minInt, true
+		}
+		return maxInt, true
+	}
+	for _, c := range digits {
+		v = v*10 + int(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+const (
+	maxInt = int(^uint(0) >> 1)
+	minInt = -maxInt - 1
+)
+
+// pathKey renders a key for use inside a problem path. Ordinary keys appear
+// as they are; keys that would make the path ambiguous or unreadable (empty,
+// containing '.', '[', ']', '"', spaces or non-printable runes) are quoted,
+// so a reason_poisoned attribute stays printable and unambiguous.
+func pathKey(k string) string {
+	if k == "" {
+		return `""`
+	}
+	for _, r := range k {
+		if r == '.' || r == '[' || r == ']' || r == '"' || r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r) {
+			return strconv.Quote(k)
+		}
+	}
+	return k
+}
+
+// jsonHTMLSafe marks the ASCII bytes encoding/json writes unescaped when
+// HTML escaping is on (its default); mirroring it keeps our records
+// byte-identical to what json.Marshal would produce.
+var jsonHTMLSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal exactly as
+// json.Marshal encodes it.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if jsonHTMLSafe[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if c == '\u2028' || c == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

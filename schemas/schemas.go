@@ -1,0 +1,88 @@
+package schemas
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// Problem is one offending field. Path is a JSON path such as
+// "submission_id", "events.network_connection[2].destination_ip" or "body".
+type Problem struct {
+	Path   string
+	Reason string
+}
+
+func (p Problem) String() string { return p.Path + ": " + p.Reason }
+
+// InvalidError means the whole submission is unusable. Its text becomes the
+// DLQ's reason_poisoned attribute, so it names every problem, readably.
+type InvalidError struct {
+	Problems []Problem
+}
+
+func (e *InvalidError) Error() string { return joinProblems(e.Problems) }
+
+// JoinProblems renders problems the way reason_poisoned shows them:
+// "path: reason; path: reason". Useful for a submission's Dropped list too.
+func JoinProblems(ps []Problem) string { return joinProblems(ps) }
+
+func joinProblems(ps []Problem) string {
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+		b.WriteString(p.Reason)
+	}
+	return b.String()
+}
+
+// EventType is a key under "events".
+type EventType string
+
+const (
+	NewProcessType        EventType = "new_process"
+	NetworkConnectionType EventType = "network_connection"
+)
+
+// Event is one valid event.
+type Event struct {
+	Type EventType
+	// Index is the position within its list in the document (the N in
+	// events.TYPE[N]), kept so event ids and problem paths name the event
+	// as the device sent it, whatever was dropped before it.
+	Index int
+	// Data is the canonical event_data: known fields only, in a fixed key
+	// order (cmdl, user / source_ip, destination_ip, destination_port),
+	// compact, strings escaped as json.Marshal does.
+	Data json.RawMessage
+}
+
+// Submission is a submission whose envelope is valid.
+type Submission struct {
+	SubmissionID string // lower-cased canonical UUID
+	DeviceID     string // lower-cased canonical UUID
+	TimeCreated  string // verbatim from the body
+	// Events are the valid events in document order: the order in which the
+	// lists' keys appear under "events", then array order.
+	Events []Event
+	// Dropped lists the event-level problems, each naming the offending
+	// field or entry; empty when every event is valid.
+	Dropped []Problem
+}
+
+// MaxRecordBytes is Kinesis's per-record limit (data plus partition key).
+const MaxRecordBytes = 1 << 20
+
+// Reasons written by the shape checks; the validator's are in validate.go.
+const (
+	reasonMissing      = "missing"
+	reasonNotString    = "not a string"
+	reasonNotInteger   = "not an integer"
+	reasonDuplicate    = "duplicate key"
+	reasonNotObject    = "not an object"
+	reasonNotArray     = "not an array"
+	reasonRecordTooBig = "record exceeds the 1 MiB Kinesis limit"
+)
