@@ -310,7 +310,11 @@ func (p *eventParser) list(l eventList) {
 			n++
 		}
 		if n > 0 {
-			p.drop("events."+pathKey(l.key), fmt.Sprintf("unknown event type (%d events dropped)", n))
+			noun := "events"
+			if n == 1 {
+				noun = "event"
+			}
+			p.drop("events."+pathKey(l.key), fmt.Sprintf("unknown event type (%d %s dropped)", n, noun))
 		}
 		return
 	}

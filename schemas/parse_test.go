@@ -363,7 +363,7 @@ var eventCases = []struct {
 	{"unknown event type empty", `{"file_open":[]}`, nil, nil},
 	{"unknown event type null", `{"file_open":null}`, nil, nil},
 	{"unknown event type with odd key", `{"file open":[{}]}`,
-		nil, []Problem{p(`events."file open"`, "unknown event type (1 events dropped)")}},
+		nil, []Problem{p(`events."file open"`, "unknown event type (1 event dropped)")}},
 
 	// document order
 	{"lists in document order, then array order", `{"network_connection":[{"source_ip":"10.0.0.1","destination_ip":"10.0.0.2","destination_port":1},{"source_ip":"10.0.0.1","destination_ip":"10.0.0.2","destination_port":2}],"new_process":[{"cmdl":"a","user":"b"}]}`,
@@ -375,7 +375,7 @@ var eventCases = []struct {
 	{"dropped in document order", `{"network_connection":[{"source_ip":"x","destination_ip":"10.0.0.2","destination_port":1}],"zzz":[1],"new_process":[{"cmdl":"a"}]}`,
 		nil, []Problem{
 			p("events.network_connection[0].source_ip", "not an IP address"),
-			p("events.zzz", "unknown event type (1 events dropped)"),
+			p("events.zzz", "unknown event type (1 event dropped)"),
 			p("events.new_process[0].user", "missing"),
 		}},
 	{"whitespace everywhere", " {\n \"new_process\" : [ { \"cmdl\" : \"a\" , \"user\" : \"b\" } , { \"cmdl\":\"c\",\"user\":\"d\" } ] , \"network_connection\" :\tnull } ",

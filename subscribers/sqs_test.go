@@ -229,4 +229,3 @@ func TestSQSConfigValidate(t *testing.T) {
 		})
 	}
 }
-
