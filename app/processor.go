@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		// watermill-aws sends with a background context: bound every call here.
 		OptFns:                      []func(*sqs.Options){func(o *sqs.Options) { o.HTTPClient = awshttp.NewBuildableClient().WithTimeout(30 * time.Second) }},
 		DoNotCreateQueueIfNotExists: true,
-		QueueUrlResolver:            wmsqs.TransparentUrlResolver{},
+		QueueUrlResolver:            verifiedQueueURL{},
 		Marshaler:                   publishers.DLQMarshaler{MaxMessageBytes: target.dlqMaxBytes},
 	}, wmLogger)
 	if err != nil {
@@ -134,6 +135,17 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	<-runErr
 	logger.Info("Stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
+}
+
+// verifiedQueueURL resolves a topic that is the URL of a queue known to exist: start-up checked
+// it. watermill-aws's TransparentUrlResolver leaves existence unknown, and its publisher then
+// either refuses to send or calls CreateQueue before every message.
+type verifiedQueueURL struct{}
+
+func (verifiedQueueURL) ResolveQueueUrl(_ context.Context, p wmsqs.ResolveQueueUrlParams) (wmsqs.QueueUrlResolverResult, error) {
+	url := wmsqs.QueueURL(p.Topic)
+	exists := true
+	return wmsqs.QueueUrlResolverResult{QueueName: wmsqs.QueueName(path.Base(p.Topic)), QueueURL: &url, Exists: &exists}, nil
 }
 
 // drainTimeout leaves room within the visibility timeout for a forced stop after the drain.

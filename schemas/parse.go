@@ -16,7 +16,8 @@ import (
 //
 // When the envelope is broken, Parse returns a nil Submission and an
 // *InvalidError listing every submission-level problem, in a fixed order
-// (body, submission_id, device_id, time_created, events, events.<key>...).
+// (body, submission_id, device_id, time_created, events, events.<key>...),
+// followed by the event-level problems of whatever events could be read.
 // Otherwise it returns the Submission: its valid events in document order,
 // and the invalid ones described in Dropped.
 func Parse(body []byte) (*Submission, error) {
@@ -50,10 +51,6 @@ func Parse(body []byte) (*Submission, error) {
 	} else {
 		lists, problems = scanEventLists(ev, problems)
 	}
-	if len(problems) > 0 {
-		return nil, &InvalidError{Problems: problems}
-	}
-
 	sub := &Submission{
 		SubmissionID: strings.ToLower(env.SubmissionID),
 		DeviceID:     strings.ToLower(env.DeviceID),
@@ -65,6 +62,11 @@ func Parse(body []byte) (*Submission, error) {
 	p.countDigits = len(strconv.Itoa(len(doc)))
 	for _, l := range lists {
 		p.list(l)
+	}
+	if len(problems) > 0 {
+		// The reason names every offending field (spec 1.5), so the event-level
+		// problems of a rejected submission are listed after its own.
+		return nil, &InvalidError{Problems: append(problems, sub.Dropped...)}
 	}
 	for i := range sub.Events {
 		s := p.spans[i]

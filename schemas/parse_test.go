@@ -552,3 +552,15 @@ func TestParseConcurrently(t *testing.T) {
 		<-done
 	}
 }
+
+func TestParseRejectedSubmissionNamesItsEventProblemsToo(t *testing.T) {
+	// spec 1.5: reason_poisoned names every offending field, e.g.
+	// "submission_id: not a UUID; events.network_connection[2].destination_ip: not an IP address".
+	body := envelopeDoc(q("not-an-uuid"), q("a6829ee2-871f-485e-9253-fbd02ba091cc"), q("2022-05-09T03:23:58.982796"),
+		`{"network_connection": [`+
+			`{"source_ip": "192.168.0.1", "destination_ip": "142.250.74.110", "destination_port": 1}, `+
+			`{"source_ip": "192.168.0.1", "destination_ip": "142.250.74.110", "destination_port": 2}, `+
+			`{"source_ip": "192.168.0.1", "destination_ip": "not-an-ip", "destination_port": 3}]}`)
+	err := mustFail(t, body)
+	assert.Equal(t, "submission_id: not a UUID; events.network_connection[2].destination_ip: not an IP address", err.Error())
+}

@@ -1,0 +1,135 @@
+# event-processor: build, test and run locally against emulated SQS and Kinesis.
+# `just` (or `just --list`) lists the recipes. Needs Go, Node 20+ and npm.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Ports of the local emulators started by `just up` (override with the environment).
+sqs_port := env("EMULATOR_SQS_PORT", "9324")
+kinesis_port := env("EMULATOR_KINESIS_PORT", "4567")
+run_dir := ".run"
+binary := "event-processor"
+
+[doc("List the recipes")]
+default:
+    @{{ just_executable() }} --justfile {{ justfile() }} --list
+
+[doc("Download Go modules; install the emulators' npm packages (npm ci) when missing or older than package-lock.json")]
+deps:
+    go mod download
+    if [ ! -f emulators/node_modules/.package-lock.json ] || [ emulators/package-lock.json -nt emulators/node_modules/.package-lock.json ]; then \
+        npm ci --prefix emulators --no-audit --no-fund; \
+        touch emulators/node_modules/.package-lock.json; \
+    fi
+
+[doc("Build ./event-processor from ./app")]
+build:
+    go build -o {{ binary }} ./app
+
+[doc("Start SQS (fauxqs) and Kinesis (kinesalite) emulators in the background on 127.0.0.1; idempotent")]
+up: deps
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mkdir -p {{ run_dir }}
+    pidfile={{ run_dir }}/emulators.pid ready={{ run_dir }}/emulators.json log={{ run_dir }}/emulators.log
+    running() { [ -f "$pidfile" ] && ps -p "$(cat "$pidfile")" -o args= 2>/dev/null | grep -q 'emulators/start.mjs'; }
+    if running && [ -s "$ready" ]; then
+        echo "emulators already running (pid $(cat "$pidfile"), log $log)"
+    else
+        if running; then kill "$(cat "$pidfile")" 2>/dev/null || true; sleep 0.5; fi
+        rm -f "$pidfile" "$ready" {{ run_dir }}/env.sh
+        # setsid: own session and process group, so Ctrl-C in this terminal (for
+        # example stopping `just run`) does not reach the emulators.
+        setsid node emulators/start.mjs --sqs-port {{ sqs_port }} --kinesis-port {{ kinesis_port }} \
+            >"$ready" 2>"$log" </dev/null &
+        pid=$!
+        echo "$pid" >"$pidfile"
+        for _ in $(seq 1 300); do
+            grep -q '}' "$ready" 2>/dev/null && break
+            if ! kill -0 "$pid" 2>/dev/null; then
+                echo "emulators failed to start:" >&2
+                cat "$log" >&2
+                if grep -q EADDRINUSE "$log"; then
+                    echo "a port is taken: choose others with EMULATOR_SQS_PORT=... EMULATOR_KINESIS_PORT=... just up" >&2
+                fi
+                rm -f "$pidfile" "$ready"
+                exit 1
+            fi
+            sleep 0.1
+        done
+        if ! grep -q '}' "$ready"; then
+            echo "emulators not ready after 30 s (log: $log)" >&2
+            kill "$pid" 2>/dev/null || true
+            rm -f "$pidfile" "$ready"
+            exit 1
+        fi
+        echo "emulators started (pid $pid, log $log, stop with: just down)"
+    fi
+    sqs=$(sed -n 's/.*"sqs":"\([^"]*\)".*/\1/p' "$ready")
+    kinesis=$(sed -n 's/.*"kinesis":"\([^"]*\)".*/\1/p' "$ready")
+    cat >{{ run_dir }}/env.sh <<EOF
+    export AWS_REGION=us-east-1
+    export AWS_ACCESS_KEY_ID=test
+    export AWS_SECRET_ACCESS_KEY=test
+    export AWS_EC2_METADATA_DISABLED=true
+    export AWS_ENDPOINT_URL_SQS=$sqs
+    export AWS_ENDPOINT_URL_KINESIS=$kinesis
+    EOF
+    echo "SQS:     $sqs"
+    echo "Kinesis: $kinesis"
+    echo "# to use them from a shell: source {{ run_dir }}/env.sh, or paste:"
+    cat {{ run_dir }}/env.sh
+
+[doc("Stop the emulators started by `just up`; idempotent")]
+down:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    pidfile={{ run_dir }}/emulators.pid
+    if [ -f "$pidfile" ] && ps -p "$(cat "$pidfile")" -o args= 2>/dev/null | grep -q 'emulators/start.mjs'; then
+        pid=$(cat "$pidfile")
+        kill -TERM "$pid"
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+        echo "emulators stopped (pid $pid)"
+    else
+        echo "emulators not running"
+    fi
+    rm -f "$pidfile" {{ run_dir }}/emulators.json {{ run_dir }}/env.sh
+
+[doc("Start the emulators, build, then `init` and `run` the processor against them (Ctrl-C stops the processor; `just down` the emulators)")]
+run: up build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source {{ run_dir }}/env.sh
+    export HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:8080}"
+    ./{{ binary }} init
+    exec ./{{ binary }} run
+
+[doc("vet, gofmt check, then all tests with the race detector (what CI runs)")]
+test: deps vet fmt-check
+    go test -race -count=1 -timeout 12m ./...
+
+[doc("go vet ./...")]
+vet:
+    go vet ./...
+
+[doc("Fail, listing them, if any Go files are not gofmt-formatted")]
+fmt-check:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    files=$(find . \( -path ./.git -o -path ./emulators/node_modules -o -path ./{{ run_dir }} \) -prune -o -name '*.go' -print0 | xargs -0 -r gofmt -l)
+    if [ -n "$files" ]; then
+        echo "gofmt: these files need formatting (run \`just fmt\`):" >&2
+        echo "$files" >&2
+        exit 1
+    fi
+
+[doc("Format all Go files with gofmt")]
+fmt:
+    find . \( -path ./.git -o -path ./emulators/node_modules -o -path ./{{ run_dir }} \) -prune -o -name '*.go' -print0 | xargs -0 -r gofmt -w
+
+[doc("Static checks: go vet and the gofmt check")]
+lint: vet fmt-check
+
+[doc("Stop the emulators, remove the binary and .run/")]
+clean: down
+    rm -rf {{ binary }} {{ run_dir }}
