@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -337,8 +338,21 @@ func TestE2EFleetAndEdgeCases(t *testing.T) {
 			h := newHarness(t, faultproxy.Config{Seed: 1}, "INVALID_EVENTS="+mode)
 			subs := append(fleetSubmissions(42, 300), sendable(fleet.EdgeCases())...)
 			h.send(bodies(subs))
+			// SQS allows 10 message attributes: a rejected message that already has 10 must still
+			// reach the DLQ (the poison middleware adds its own on top).
+			crowded := fleet.New(99, 1).Next()
+			crowded.Body = base64.StdEncoding.EncodeToString([]byte(`{"submission_id": "not-an-uuid"}`))
+			crowded.Valid, crowded.Events, crowded.WantReasonPaths = false, nil, []string{"submission_id", "device_id", "time_created", "events"}
+			attrs := map[string]sqstypes.MessageAttributeValue{}
+			for i := range 10 {
+				attrs[fmt.Sprintf("attr%d", i)] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String("x")}
+			}
+			_, err := h.sqs.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: &h.queue, MessageBody: &crowded.Body, MessageAttributes: attrs})
+			require.NoError(t, err)
+			subs = append(subs, crowded)
+
 			p := h.start()
-			p.waitReady(t)
+			addr := p.waitReady(t)
 
 			exp, err := verify.ExpectFleet(subs, mode)
 			require.NoError(t, err)
@@ -346,6 +360,13 @@ func TestE2EFleetAndEdgeCases(t *testing.T) {
 			report := verify.CheckExpect(records, exp)
 			assert.Truef(t, report.OK(), "stream: %s", report)
 			h.checkDLQ(subs, mode)
+
+			resp, err := http.Get("http://" + addr + "/metrics")
+			require.NoError(t, err)
+			metrics, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			assert.Contains(t, string(metrics), "event_processor_handler_execution_time_seconds")
+			assert.Contains(t, string(metrics), "event_processor_subscriber_messages_received_total")
 
 			code, took := p.stop(t, 6*time.Second)
 			assert.Equal(t, 0, code)

@@ -77,9 +77,11 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	drain := drainTimeout(cfg.VisibilityTimeout)
 	subscriber, err := subscribers.NewSQS(subscribers.SQSConfig{
-		AWSConfig:         awsCfg,
-		BatchSize:         cfg.BatchSize,
-		WaitTime:          min(20*time.Second, max(time.Second, drain)),
+		AWSConfig: awsCfg,
+		BatchSize: cfg.BatchSize,
+		// A stop waits for the long polls in progress (cancelling one can leave its messages
+		// hidden on the server), so they are kept short: an idle stop takes at most this long.
+		WaitTime:          min(5*time.Second, drain),
 		VisibilityTimeout: cfg.VisibilityTimeout,
 		MaxInFlight:       cfg.MaxInFlight,
 		DrainTimeout:      drain,

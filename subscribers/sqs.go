@@ -56,7 +56,9 @@ type SQS struct {
 	gate     *receiveGate
 	logger   watermill.LoggerAdapter
 
-	slots chan struct{} // one per message in flight
+	// slots holds one token per message handed out and not yet deleted or released: the
+	// MaxInFlight cap, and what Close waits to see empty.
+	slots chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -69,7 +71,6 @@ type SQS struct {
 	abandon chan struct{}
 
 	seen       atomic.Int64 // messages read from watermill-aws
-	inFlight   sync.WaitGroup
 	forwarders sync.WaitGroup
 }
 
@@ -185,9 +186,7 @@ func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *m
 			s.release(queueURL, receipt, 0, logger)
 			continue
 		}
-		s.inFlight.Add(1)
 		go func() {
-			defer s.inFlight.Done()
 			defer func() { <-s.slots }()
 			defer cancel()
 			s.track(queueURL, msg, receipt, logger.With(watermill.LogFields{"message_uuid": msg.UUID}))
@@ -284,12 +283,12 @@ func (s *SQS) Close() error {
 	s.mu.Unlock()
 
 	s.gate.close()
-	if !waitTimeout(&s.inFlight, s.config.DrainTimeout) {
+	if !s.waitIdle(s.config.DrainTimeout) {
 		s.logger.Info("Handlers still busy after the drain timeout, cancelling them", nil)
 		s.cancelHandlers()
-		if !waitTimeout(&s.inFlight, 5*time.Second) {
+		if !s.waitIdle(5 * time.Second) {
 			close(s.abandon)
-			s.inFlight.Wait()
+			s.waitIdle(time.Minute)
 		}
 	}
 	s.cancelHandlers()
@@ -309,18 +308,17 @@ func (s *SQS) Close() error {
 	return err
 }
 
-func waitTimeout(wg *sync.WaitGroup, timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
+// waitIdle waits until no message is in flight. A WaitGroup would not do: forward may add a
+// message while Close waits, which WaitGroup forbids.
+func (s *SQS) waitIdle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for len(s.slots) > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // unmarshaler keeps watermill-aws's mapping of attributes to metadata and adds the system
