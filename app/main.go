@@ -47,6 +47,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stdout, usageText())
 		return nil
 	case "run", "init":
+	case "fleet":
+		return quietHelp(runFleet(ctx, args, getenv, stdout, stderr))
+	case "dlq":
+		return quietHelp(runDLQ(ctx, args, getenv, stdout, stderr))
+	case "tail":
+		return quietHelp(runTail(ctx, args, getenv, stdout, stderr))
 	default:
 		fmt.Fprint(stderr, usageText())
 		return usagef("unknown command %q", command)
@@ -66,6 +72,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return runProcessor(ctx, cfg, logger)
 }
 
+// quietHelp turns "help was shown" into success.
+func quietHelp(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
@@ -81,7 +95,12 @@ func usageText() string {
 Commands:
   run    process submissions from SQS into Kinesis until SIGINT/SIGTERM (the default)
   init   create the queue, the DLQ (with redrive policy) and the stream if missing
+  fleet  simulate the sensor fleet: send submissions to the queue
+  dlq    inspect the dead-letter queue and act on it (list, show, stats, redrive, purge)
+  tail   read the stream; --verify checks order, gaps and duplicates
   help   show this text
+
+Each command takes -h for its own help.
 
 Environment (defaults in brackets):
 `)
