@@ -104,6 +104,41 @@ run: up build
     ./{{ binary }} init
     exec ./{{ binary }} run
 
+[doc("The whole pipeline at work: emulators, init, the simulated fleet (faster than the original), the processor, and a live status line. Ctrl-C stops everything cleanly and prints a summary")]
+demo: up build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source {{ run_dir }}/env.sh
+    export HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:8080}" LOG_FORMAT=text
+    ./{{ binary }} init
+    ./{{ binary }} run >{{ run_dir }}/processor.log 2>&1 &
+    processor=$!
+    ./{{ binary }} fleet --interval "${DEMO_INTERVAL:-1s..2s}" >{{ run_dir }}/fleet.log 2>&1 &
+    fleet=$!
+    stop() {
+        trap - EXIT INT TERM
+        kill -INT "$fleet" 2>/dev/null || true
+        kill -TERM "$processor" 2>/dev/null || true
+        wait "$fleet" 2>/dev/null || true
+        if wait "$processor"; then echo "processor stopped cleanly"; else echo "processor exited with $? (log: {{ run_dir }}/processor.log)"; fi
+        echo "emulators still running: 'just down' stops them; 'just tail-verify' checks the stream"
+    }
+    trap stop EXIT
+    trap 'exit 0' INT TERM
+    echo "fleet -> SQS -> processor -> Kinesis; logs in {{ run_dir }}/processor.log and {{ run_dir }}/fleet.log; Ctrl-C stops"
+    ./{{ binary }} status --metrics "http://$HTTP_ADDR/metrics"
+
+[doc("Run any event-processor command against the local emulators, e.g. `just ep dlq list` or `just ep tail --verify`")]
+[positional-arguments]
+ep *args: up build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source {{ run_dir }}/env.sh
+    exec ./{{ binary }} "$@"
+
+[doc("Check the local stream: order, gaps and duplicates per submission")]
+tail-verify: (ep "tail" "--verify")
+
 [doc("vet, gofmt check, then all tests with the race detector (what CI runs)")]
 test: deps vet fmt-check
     go test -race -count=1 -timeout 12m ./...

@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return quietHelp(runDLQ(ctx, args, getenv, stdout, stderr))
 	case "tail":
 		return quietHelp(runTail(ctx, args, getenv, stdout, stderr))
+	case "status":
+		return quietHelp(runStatus(ctx, args, getenv, stdout, stderr))
 	default:
 		fmt.Fprint(stderr, usageText())
 		return usagef("unknown command %q", command)
@@ -98,6 +100,7 @@ Commands:
   fleet  simulate the sensor fleet: send submissions to the queue
   dlq    inspect the dead-letter queue and act on it (list, show, stats, redrive, purge)
   tail   read the stream; --verify checks order, gaps and duplicates
+  status live status line of a running processor and its queues
   help   show this text
 
 Each command takes -h for its own help.

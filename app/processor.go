@@ -57,7 +57,8 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	wmLogger := watermill.NewSlogLogger(logger)
-	records, err := publishers.NewKinesis(publishers.KinesisConfig{Client: kinClient, Logger: wmLogger})
+	pipeline := newPipelineMetrics(registry)
+	records, err := publishers.NewKinesis(publishers.KinesisConfig{Client: kinClient, Observer: pipeline, Logger: wmLogger})
 	if err != nil {
 		return err
 	}
@@ -103,6 +104,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Retry:         defaultRetry(),
 		CloseTimeout:  2*drain + 5*time.Second,
 		Registry:      registry,
+		Observer:      pipeline,
 		Logger:        logger,
 	})
 	if err != nil {

@@ -33,6 +33,7 @@ type routerDeps struct {
 	CloseTimeout time.Duration
 
 	Registry prometheus.Registerer // nil: no metrics
+	Observer handlers.Observer     // nil: none
 	Logger   *slog.Logger
 }
 
@@ -76,6 +77,7 @@ func newRouter(d routerDeps) (*message.Router, error) {
 		Stream:        d.Stream,
 		InvalidEvents: d.InvalidEvents,
 		PartitionKey:  d.PartitionKey,
+		Observer:      d.Observer,
 		Logger:        d.Logger,
 	})
 	if err != nil {

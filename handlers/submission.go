@@ -70,6 +70,9 @@ type SubmissionConfig struct {
 	// Now stamps processed_at. Default: time.Now.
 	Now func() time.Time
 
+	// Observer, when set, is told the outcome of every handled submission (for metrics).
+	Observer Observer
+
 	Logger *slog.Logger
 }
 
@@ -104,6 +107,24 @@ func (c SubmissionConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("submission handler: PartitionKey must be %q or %q, got %q", schemas.PartitionByDevice, schemas.PartitionBySubmission, c.PartitionKey))
 	}
 	return errors.Join(errs...)
+}
+
+// Outcome is what became of a submission.
+type Outcome string
+
+const (
+	// OutcomeValid: every event was published.
+	OutcomeValid Outcome = "valid"
+	// OutcomePartial: some events were invalid; the valid ones were published (INVALID_EVENTS=skip).
+	OutcomePartial Outcome = "partial"
+	// OutcomeInvalid: nothing was published (a broken envelope, or INVALID_EVENTS=reject).
+	OutcomeInvalid Outcome = "invalid"
+)
+
+// Observer is told what the handler made of each submission. A redelivered submission is
+// handled, and told, again.
+type Observer interface {
+	SubmissionHandled(outcome Outcome, class string, published, dropped int)
 }
 
 // Submission handles one SQS message holding one submission.
@@ -160,7 +181,14 @@ func (h *Submission) Handle(msg *message.Message) error {
 	if len(sub.Dropped) > 0 {
 		return h.reject(msg, logger, &Rejection{Class: ClassInvalidEvents, Problems: sub.Dropped, Published: len(records)})
 	}
+	h.observe(OutcomeValid, "", len(records), 0)
 	return nil
+}
+
+func (h *Submission) observe(outcome Outcome, class string, published, dropped int) {
+	if h.config.Observer != nil {
+		h.config.Observer.SubmissionHandled(outcome, class, published, dropped)
+	}
 }
 
 // reject labels the message for the DLQ and returns the rejection for the poison-queue middleware.
@@ -170,6 +198,11 @@ func (h *Submission) reject(msg *message.Message, logger *slog.Logger, r *Reject
 	msg.Metadata.Set(publishers.DLQPoisonedAtKey, h.config.Now().UTC().Format(time.RFC3339Nano))
 	msg.Metadata.Set(publishers.DLQSourceMessageIDKey, msg.Metadata.Get(subscribers.MessageIDKey))
 	msg.Metadata.Set(publishers.DLQReceiveCountKey, msg.Metadata.Get(subscribers.ReceiveCountKey))
+	if r.Published > 0 || r.Class == ClassInvalidEvents {
+		h.observe(OutcomePartial, r.Class, r.Published, len(r.Problems))
+	} else {
+		h.observe(OutcomeInvalid, r.Class, 0, len(r.Problems))
+	}
 	// Paths only at warn: the reason names fields, never their contents.
 	logger.Warn("Submission rejected", "class", r.Class, "problems", len(r.Problems), "published", r.Published, "reason", r.Error())
 	return r

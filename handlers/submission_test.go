@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,11 +46,22 @@ func (r *recorder) Publish(topic string, msgs ...*message.Message) error {
 
 func (r *recorder) Close() error { return nil }
 
-func newHandler(t *testing.T, pub message.Publisher, policy handlers.InvalidEventsPolicy) *handlers.Submission {
+type outcomes []string
+
+func (o *outcomes) SubmissionHandled(outcome handlers.Outcome, class string, published, dropped int) {
+	*o = append(*o, fmt.Sprintf("%s/%s/%d/%d", outcome, class, published, dropped))
+}
+
+func newHandler(t *testing.T, pub message.Publisher, policy handlers.InvalidEventsPolicy, obs ...handlers.Observer) *handlers.Submission {
+	var observer handlers.Observer
+	if len(obs) > 0 {
+		observer = obs[0]
+	}
 	h, err := handlers.NewSubmission(handlers.SubmissionConfig{
 		Publisher:     pub,
 		Stream:        "events",
 		InvalidEvents: policy,
+		Observer:      observer,
 		Now:           func() time.Time { return time.Date(2026, 11, 28, 3, 15, 0, 123456000, time.UTC) },
 	})
 	require.NoError(t, err)
@@ -66,27 +78,32 @@ func TestSubmissionHandler(t *testing.T) {
 		wantPublished []string // event types in order
 		wantClass     string   // "" when the handler must succeed
 		wantReason    string
+		wantOutcome   string // outcome/class/published/dropped as told to the observer
 	}{
 		{
 			name:          "valid submission publishes every event in document order",
 			body:          body(valid),
 			wantPublished: []string{"new_process", "network_connection"},
+			wantOutcome:   "valid//2/0",
 		},
 		{
-			name: "zero events is valid and publishes nothing",
-			body: body(`{}`),
+			name:        "zero events is valid and publishes nothing",
+			body:        body(`{}`),
+			wantOutcome: "valid//0/0",
 		},
 		{
-			name:       "broken envelope is rejected whole",
-			body:       []byte(base64.StdEncoding.EncodeToString([]byte(`{"submission_id": "not-an-uuid", "device_id": "` + did + `", "time_created": "2022-05-09T03:23:58", "events": {}}`))),
-			wantClass:  handlers.ClassInvalidSubmission,
-			wantReason: "submission_id: not a UUID",
+			name:        "broken envelope is rejected whole",
+			body:        []byte(base64.StdEncoding.EncodeToString([]byte(`{"submission_id": "not-an-uuid", "device_id": "` + did + `", "time_created": "2022-05-09T03:23:58", "events": {}}`))),
+			wantClass:   handlers.ClassInvalidSubmission,
+			wantReason:  "submission_id: not a UUID",
+			wantOutcome: "invalid/invalid_submission/0/1",
 		},
 		{
-			name:       "not base64 is rejected whole",
-			body:       []byte("%%%"),
-			wantClass:  handlers.ClassInvalidSubmission,
-			wantReason: "body: not valid base64",
+			name:        "not base64 is rejected whole",
+			body:        []byte("%%%"),
+			wantClass:   handlers.ClassInvalidSubmission,
+			wantReason:  "body: not valid base64",
+			wantOutcome: "invalid/invalid_submission/0/1",
 		},
 		{
 			name:          "skip publishes the valid events and rejects a copy naming the dropped ones",
@@ -95,21 +112,25 @@ func TestSubmissionHandler(t *testing.T) {
 			wantPublished: []string{"new_process"},
 			wantClass:     handlers.ClassInvalidEvents,
 			wantReason:    "events.new_process[0].cmdl: not a string; events.network_connection[0].destination_ip: not an IP address",
+			wantOutcome:   "partial/invalid_events/1/2",
 		},
 		{
-			name:       "reject publishes nothing",
-			body:       body(partly),
-			policy:     handlers.RejectInvalidEvents,
-			wantClass:  handlers.ClassRejectedEvents,
-			wantReason: "events.new_process[0].cmdl: not a string; events.network_connection[0].destination_ip: not an IP address",
+			name:        "reject publishes nothing",
+			body:        body(partly),
+			policy:      handlers.RejectInvalidEvents,
+			wantClass:   handlers.ClassRejectedEvents,
+			wantReason:  "events.new_process[0].cmdl: not a string; events.network_connection[0].destination_ip: not an IP address",
+			wantOutcome: "invalid/rejected_events/0/2",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pub := &recorder{}
-			h := newHandler(t, pub, tt.policy)
+			var told outcomes
+			h := newHandler(t, pub, tt.policy, &told)
 			msg := message.NewMessage("m1", tt.body)
 			err := h.Handle(msg)
+			assert.Equal(t, outcomes{tt.wantOutcome}, told)
 
 			var types []string
 			for i, m := range pub.published {
