@@ -26,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -367,6 +369,16 @@ func TestE2EFleetAndEdgeCases(t *testing.T) {
 			_ = resp.Body.Close()
 			assert.Contains(t, string(metrics), "event_processor_handler_execution_time_seconds")
 			assert.Contains(t, string(metrics), "event_processor_subscriber_messages_received_total")
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			families, err := parser.TextToMetricFamilies(bytes.NewReader(metrics))
+			require.NoError(t, err)
+			wantEvents := 0
+			for _, w := range exp.Submissions {
+				wantEvents += w.Events
+			}
+			// Redeliveries count again, so at least, not exactly.
+			assert.GreaterOrEqual(t, sum(families["event_processor_submissions_total"]), float64(len(subs)), "every submission handled")
+			assert.GreaterOrEqual(t, sum(families["event_processor_events_published_total"]), float64(wantEvents), "every event counted")
 
 			code, took := p.stop(t, 6*time.Second)
 			assert.Equal(t, 0, code)
