@@ -2,6 +2,10 @@
 // guarantees of spec.md 1.4 (strict order per submission, no gaps, duplicates
 // only as identical copies) and, for tests, against an expectation of which
 // submissions and events must be there.
+//
+// ReadAll reads a whole stream at once (for tests); Follower reads every
+// shard continuously, following resharding (for `event-processor tail`).
+// Check and CheckWith are the one checker both use.
 package verify
 
 import (
@@ -29,6 +33,10 @@ type Record struct {
 	Seq, Total                                 int
 	// Raw is the record's Data as read.
 	Raw []byte
+	// PartitionKey and ArrivalTime are Kinesis's metadata of the record
+	// (set by ReadAll and Follower; Check does not use them).
+	PartitionKey string
+	ArrivalTime  time.Time
 	// ParseError is set when Raw is not a record of spec 1.3 (not JSON, or a
 	// required field missing or of the wrong type); the fields above are then
 	// filled as far as possible.
@@ -92,7 +100,7 @@ func ReadAll(ctx context.Context, client *kinesis.Client, stream string) ([]Reco
 				return out, fmt.Errorf("verify: GetRecords %s/%s: %w", stream, shard, err)
 			}
 			for _, r := range res.Records {
-				out = append(out, Parse(shard, aws.ToString(r.SequenceNumber), r.Data))
+				out = append(out, fromKinesis(shard, r))
 			}
 			if len(res.Records) == 0 {
 				if aws.ToInt64(res.MillisBehindLatest) == 0 {
@@ -109,6 +117,14 @@ func ReadAll(ctx context.Context, client *kinesis.Client, stream string) ([]Reco
 		}
 	}
 	return out, nil
+}
+
+// fromKinesis parses one record read from a shard and keeps its metadata.
+func fromKinesis(shard string, r types.Record) Record {
+	rec := Parse(shard, aws.ToString(r.SequenceNumber), r.Data)
+	rec.PartitionKey = aws.ToString(r.PartitionKey)
+	rec.ArrivalTime = aws.ToTime(r.ApproximateArrivalTimestamp)
+	return rec
 }
 
 func listShards(ctx context.Context, client *kinesis.Client, stream string) ([]string, error) {
@@ -136,18 +152,61 @@ type Report struct {
 	Events      int // distinct (submission_id, seq)
 	Duplicates  int // copies beyond the first of an event
 	Violations  []string
+	// Incomplete lists submissions that were read only in part and are
+	// therefore not counted as violations (see Options); always empty for
+	// Check.
+	Incomplete []string
 }
 
 // OK reports whether no violation was found.
 func (r Report) OK() bool { return len(r.Violations) == 0 }
 
 func (r Report) String() string {
-	s := fmt.Sprintf("%d records, %d submissions, %d events, %d duplicates, %d violations",
-		r.Records, r.Submissions, r.Events, r.Duplicates, len(r.Violations))
+	s := r.Counts()
 	for _, v := range r.Violations {
 		s += "\n  " + v
 	}
+	for _, v := range r.Incomplete {
+		s += "\n  " + v
+	}
 	return s
+}
+
+// Counts is the first line of String: the counts without the list of
+// violations. ", N incomplete" is added when there are incomplete submissions.
+func (r Report) Counts() string {
+	s := fmt.Sprintf("%d records, %d submissions, %d events, %d duplicates, %d violations",
+		r.Records, r.Submissions, r.Events, r.Duplicates, len(r.Violations))
+	if len(r.Incomplete) > 0 {
+		s += fmt.Sprintf(", %d incomplete", len(r.Incomplete))
+	}
+	return s
+}
+
+// Options tell CheckWith how much of the stream the records are, so that a
+// submission cut off by the edge of what was read is not reported as a
+// violation. The zero value means: the whole stream, finished (Check).
+type Options struct {
+	// Open: the stream may still be being written (a `tail --follow` that was
+	// stopped, or a read interrupted before it caught up). A submission whose
+	// first copies are exactly seq 0..k with k < total-1 is then listed in
+	// Report.Incomplete ("still being written?") instead of as a gap. A gap
+	// before a seq that is present is a violation all the same: events are
+	// written in seq order.
+	Open bool
+	// StartedLate: reading began after the start of the stream (`tail --from
+	// latest`). A submission whose earliest record read (lowest sequence
+	// number) is not seq 0 began before the read did; it is listed in
+	// Report.Incomplete and not checked for gaps or order (its first copies
+	// may not have been read). Its event ids are still checked.
+	StartedLate bool
+	// Parents maps a shard id to the ids of its parent shards (a split has
+	// one, a merge two; see Follower.Parents). A submission whose records
+	// are on a shard and its descendants was written across a resharding:
+	// it is checked in the order parent, then child. Without Parents, or for
+	// shards not related so, records of one submission on several shards are
+	// a violation.
+	Parents map[string][]string
 }
 
 // Check checks the records of the stream, per submission_id:
@@ -161,7 +220,12 @@ func (r Report) String() string {
 //
 // Records with a ParseError are violations and otherwise ignored.
 // Violations are sorted by submission id.
-func Check(records []Record) Report {
+func Check(records []Record) Report { return CheckWith(records, Options{}) }
+
+// CheckWith is Check for records that may be only part of the stream (see
+// Options): submissions cut off at the edge of the read are listed in
+// Report.Incomplete instead of Violations.
+func CheckWith(records []Record, opts Options) Report {
 	rep := Report{Records: len(records)}
 	bySub := map[string][]Record{}
 	var parseViolations []string
@@ -177,10 +241,11 @@ func Check(records []Record) Report {
 
 	owner := map[string]string{} // event_id -> "submission X seq N" of its first copy
 	for _, id := range sortedKeys(bySub) {
-		g := groupSubmission(id, bySub[id])
+		g := groupSubmissionWith(id, bySub[id], opts)
 		rep.Events += len(g.first)
 		rep.Duplicates += g.duplicates
 		rep.Violations = append(rep.Violations, g.violations...)
+		rep.Incomplete = append(rep.Incomplete, g.incomplete...)
 
 		for _, seq := range g.seqs {
 			ev := g.first[seq].EventID
@@ -203,25 +268,49 @@ type group struct {
 	seqs       []int          // sorted
 	duplicates int
 	violations []string
+	incomplete []string // see Options
 }
 
-func groupSubmission(id string, recs []Record) group {
+func groupSubmission(id string, recs []Record) group { return groupSubmissionWith(id, recs, Options{}) }
+
+func groupSubmissionWith(id string, recs []Record, opts Options) group {
 	g := group{id: id, first: map[int]Record{}}
 	bad := func(format string, args ...any) {
 		g.violations = append(g.violations, fmt.Sprintf("submission %s: ", id)+fmt.Sprintf(format, args...))
 	}
+	note := func(format string, args ...any) {
+		g.incomplete = append(g.incomplete, fmt.Sprintf("submission %s: ", id)+fmt.Sprintf(format, args...))
+	}
+	shards := map[string]bool{}
+	for _, r := range recs {
+		shards[r.ShardID] = true
+	}
+	// A submission written while its shard was split or merged continues on
+	// a child shard: with the lineage known, parent before child is the order
+	// of writing. Without it (or for unrelated shards) that is a violation.
+	var rank map[string]int
+	if len(shards) > 1 {
+		var ok bool
+		if rank, ok = lineageRank(sortedKeys(shards), opts.Parents); !ok {
+			bad("records on %d shards (%s)", len(shards), strings.Join(sortedKeys(shards), ", "))
+		}
+	}
+	less := func(a, b Record) bool {
+		if rank != nil && a.ShardID != b.ShardID {
+			return rank[a.ShardID] < rank[b.ShardID]
+		}
+		return lessSequence(a, b)
+	}
 	// Copies in stream order: lowest sequence number first.
-	sort.SliceStable(recs, func(i, j int) bool { return lessSequence(recs[i], recs[j]) })
+	sort.SliceStable(recs, func(i, j int) bool { return less(recs[i], recs[j]) })
 	for _, r := range recs {
 		if !isDecimal(r.SequenceNumber) {
 			bad("seq %d: sequence number %q is not a decimal number", r.Seq, r.SequenceNumber)
 		}
 	}
 
-	shards := map[string]bool{}
 	totals := map[int]bool{}
 	for _, r := range recs {
-		shards[r.ShardID] = true
 		totals[r.Total] = true
 		f, seen := g.first[r.Seq]
 		if !seen {
@@ -237,9 +326,6 @@ func groupSubmission(id string, recs []Record) group {
 	}
 	sort.Ints(g.seqs)
 
-	if len(shards) > 1 {
-		bad("records on %d shards (%s)", len(shards), strings.Join(sortedKeys(shards), ", "))
-	}
 	if len(totals) > 1 {
 		var ts []string
 		for _, t := range sortedInts(totals) {
@@ -259,7 +345,22 @@ func groupSubmission(id string, recs []Record) group {
 			outside = append(outside, fmt.Sprint(s))
 		}
 	}
-	if len(missing) > 0 {
+	// recs[0] is the earliest record read (sorted above).
+	if opts.StartedLate && recs[0].Seq != 0 {
+		note("began before the read started (earliest record read is seq %d of total %d): not checked for gaps or order",
+			recs[0].Seq, total)
+		if len(outside) > 0 {
+			bad("seq %s outside 0..%d", abbreviate(outside), total-1)
+		}
+		return g
+	}
+	switch {
+	case len(missing) == 0:
+	case opts.Open && len(g.seqs) > 0 && g.seqs[len(g.seqs)-1] < total && len(g.seqs) == g.seqs[len(g.seqs)-1]+1:
+		// First copies are exactly 0..k (seqs are distinct and sorted): only the end is missing.
+		note("incomplete: seq 0..%d of total %d read, seq %s not yet (still being written?)",
+			len(g.seqs)-1, total, abbreviate(missing))
+	default:
 		bad("gap: seq %s missing of total %d", abbreviate(missing), total)
 	}
 	if len(outside) > 0 {
@@ -269,12 +370,51 @@ func groupSubmission(id string, recs []Record) group {
 	// Order of first copies, within a shard.
 	for i := 1; i < len(g.seqs); i++ {
 		prev, cur := g.first[g.seqs[i-1]], g.first[g.seqs[i]]
-		if prev.ShardID == cur.ShardID && !lessSequence(prev, cur) {
+		if (prev.ShardID == cur.ShardID || rank != nil) && !less(prev, cur) {
 			bad("out of order: seq %d (sequence number %s) is not after seq %d (sequence number %s)",
 				cur.Seq, cur.SequenceNumber, prev.Seq, prev.SequenceNumber)
 		}
 	}
 	return g
+}
+
+// lineageRank orders shards that descend from one another (each an ancestor
+// of the next, through parents: shard id -> its parent shard ids) and returns
+// each one's position; ok is false if two of them are not related.
+func lineageRank(shards []string, parents map[string][]string) (map[string]int, bool) {
+	if parents == nil {
+		return nil, false
+	}
+	ancestor := func(a, b string) bool { // a is an ancestor of b
+		seen := map[string]bool{}
+		todo := append([]string(nil), parents[b]...)
+		for len(todo) > 0 {
+			p := todo[len(todo)-1]
+			todo = todo[:len(todo)-1]
+			if p == a {
+				return true
+			}
+			if !seen[p] {
+				seen[p] = true
+				todo = append(todo, parents[p]...)
+			}
+		}
+		return false
+	}
+	for i := range shards {
+		for j := i + 1; j < len(shards); j++ {
+			if !ancestor(shards[i], shards[j]) && !ancestor(shards[j], shards[i]) {
+				return nil, false
+			}
+		}
+	}
+	sorted := append([]string(nil), shards...)
+	sort.Slice(sorted, func(i, j int) bool { return ancestor(sorted[i], sorted[j]) })
+	rank := map[string]int{}
+	for i, s := range sorted {
+		rank[s] = i
+	}
+	return rank, true
 }
 
 // lessSequence orders records by sequence number as big integers (shard id
