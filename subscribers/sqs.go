@@ -50,11 +50,14 @@ var ErrClosed = errors.New("sqs subscriber: closed")
 // watermill-aws's own DeleteMessage calls are made no-ops by a client middleware: after the
 // subscriber has handled a message it acks it towards watermill-aws only to let its worker go on.
 type SQS struct {
-	config   SQSConfig
-	client   *sqs.Client
-	upstream *wmsqs.Subscriber
-	gate     *receiveGate
-	logger   watermill.LoggerAdapter
+	config  SQSConfig
+	client  *sqs.Client
+	deleter *batchDeleter
+	// stopDeleter ends the deleter once no message is in flight any more.
+	stopDeleter context.CancelFunc
+	upstream    *wmsqs.Subscriber
+	gate        *receiveGate
+	logger      watermill.LoggerAdapter
 
 	// slots holds one token per message handed out and not yet deleted or released: the
 	// MaxInFlight cap, and what Close waits to see empty.
@@ -110,9 +113,15 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 		return nil, fmt.Errorf("sqs subscriber: %w", err)
 	}
 	handlersCtx, cancel := context.WithCancel(context.Background())
+	client := sqs.NewFromConfig(config.AWSConfig, config.OptFns...)
+	deleter := newBatchDeleter(client, 5*time.Millisecond, 10*time.Second)
+	deleterCtx, stopDeleter := context.WithCancel(context.Background())
+	go deleter.run(deleterCtx)
 	return &SQS{
 		config:         config,
-		client:         sqs.NewFromConfig(config.AWSConfig, config.OptFns...),
+		client:         client,
+		deleter:        deleter,
+		stopDeleter:    stopDeleter,
 		upstream:       upstream,
 		gate:           gate,
 		logger:         config.Logger,
@@ -227,7 +236,7 @@ func (s *SQS) delete(queueURL, receipt string, logger watermill.LoggerAdapter) {
 	deadline := time.Now().Add(max(s.config.VisibilityTimeout, 5*time.Second))
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		_, err := s.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(queueURL), ReceiptHandle: aws.String(receipt)})
+		err := s.deleter.delete(ctx, queueURL, receipt)
 		cancel()
 		if err == nil {
 			return
@@ -305,6 +314,7 @@ func (s *SQS) Close() error {
 
 	err := s.upstream.Close()
 	s.forwarders.Wait()
+	s.stopDeleter()
 	return err
 }
 
