@@ -13,6 +13,11 @@ import (
 	"unicode/utf8"
 )
 
+var (
+	canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	portDigits    = regexp.MustCompile(`^(0|[1-9][0-9]{0,4})$`)
+)
+
 // specCheck is a second, independent reading of spec.md 1.2, used only to
 // cross-check the hand-written expectations of EdgeCases. It returns the
 // submission-level verdict, the invalid events ("type[index]") and the paths
@@ -33,10 +38,9 @@ func specCheck(body string) (valid bool, bad []string, paths []string) {
 	}
 	valid = true
 	fail := func(p string) { valid = false; paths = append(paths, p) }
-	canonical := regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	for _, k := range []string{"submission_id", "device_id"} {
 		var s string
-		if json.Unmarshal(top[k], &s) != nil || !canonical.MatchString(s) {
+		if json.Unmarshal(top[k], &s) != nil || !canonicalUUID.MatchString(s) {
 			fail(k)
 		}
 	}
@@ -102,7 +106,7 @@ func specCheck(body string) (valid bool, bad []string, paths []string) {
 				}
 				// A JSON integer 0..65535: digits only in the text (no sign,
 				// fraction, exponent or quotes).
-				if pt := portText(raw); !regexp.MustCompile(`^(0|[1-9][0-9]{0,4})$`).MatchString(pt) || len(pt) == 5 && pt > "65535" {
+				if pt := portText(raw); !portDigits.MatchString(pt) || len(pt) == 5 && pt > "65535" {
 					fields = append(fields, "destination_port")
 				}
 			}

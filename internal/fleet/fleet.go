@@ -6,7 +6,9 @@
 // the processor must make of it (which events are valid and get published,
 // whether a copy goes to the DLQ and which field paths the reason must name).
 // EdgeCases adds hand-written bodies that the original fleet never sent but
-// real devices and queues do.
+// real devices and queues do; Source mixes generated submissions with chaotic
+// ones (see ChaosKind), and Sender sends them to SQS the way the original
+// fleet does, or at a fixed rate for load tests.
 package fleet
 
 import (
@@ -50,11 +52,15 @@ const (
 // Submission is one SQS message body together with what the processor must
 // make of it.
 type Submission struct {
-	// Name describes an edge case; empty for generated submissions.
+	// Name describes an edge case or a chaotic submission; empty for
+	// submissions of the original fleet.
 	Name string
+	// Chaos is the kind of a chaotic submission (see Source); empty otherwise.
+	Chaos ChaosKind
 	// Body is the SQS message body exactly as sent.
 	Body string
-	// JSON is the decoded JSON document; nil when Body is not valid base64.
+	// JSON is the decoded JSON document (for a body that is not JSON: the
+	// text it carries); nil when Body is not valid base64 or is blank.
 	JSON []byte
 	// SubmissionID and DeviceID as written ("" when missing or not a string).
 	// The processor emits them in lower case: see CanonicalSubmissionID.
@@ -194,17 +200,38 @@ func (g *Generator) DeviceIDs() []string {
 func (g *Generator) Next() Submission {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-
-	d := document{timeCreated: pyISOFormat(g.now())}
-	device := g.devices[g.next]
+	device := g.next
 	g.next = (g.next + 1) % len(g.devices)
+	return g.document(device).submission()
+}
+
+// NextFor builds the next submission of the device with the given index
+// (0 <= device < len(DeviceIDs())), without moving Next's turn. It draws from
+// the same random sequence as Next: calling NextFor(0), NextFor(1), ... in
+// turn yields what Next would.
+func (g *Generator) NextFor(device int) Submission {
+	return g.nextDocument(device).submission()
+}
+
+func (g *Generator) nextDocument(device int) document {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if device < 0 || device >= len(g.devices) {
+		panic(fmt.Sprintf("fleet: device %d out of range 0..%d", device, len(g.devices)-1))
+	}
+	return g.document(device)
+}
+
+// document draws one submission of the device; g.mu must be held.
+func (g *Generator) document(device int) document {
+	d := document{timeCreated: pyISOFormat(g.now())}
 	r := g.rng
 
 	d.submissionID = uuid4(r)
 	if r.Float64() < badIDRate {
 		d.submissionID = NotAnUUID
 	}
-	d.deviceID = device
+	d.deviceID = g.devices[device]
 	if r.Float64() < badIDRate {
 		d.deviceID = NotAnUUID
 	}
@@ -226,7 +253,7 @@ func (g *Generator) Next() Submission {
 		}
 		d.netConn = append(d.netConn, c)
 	}
-	return d.submission()
+	return d
 }
 
 // document is a submission as the original fleet builds it.
