@@ -116,11 +116,16 @@ demo: up build
     ./{{ binary }} fleet --interval "${DEMO_INTERVAL:-1s..2s}" >{{ run_dir }}/fleet.log 2>&1 &
     fleet=$!
     stop() {
-        trap - EXIT INT TERM
+        # A second Ctrl-C must not cut the processor's clean stop short.
+        trap '' INT TERM
+        trap - EXIT
         kill -INT "$fleet" 2>/dev/null || true
         kill -TERM "$processor" 2>/dev/null || true
         wait "$fleet" 2>/dev/null || true
-        if wait "$processor"; then echo "processor stopped cleanly"; else echo "processor exited with $? (log: {{ run_dir }}/processor.log)"; fi
+        echo "stopping the processor (it finishes or releases what it holds)..."
+        status=0
+        while kill -0 "$processor" 2>/dev/null; do wait "$processor" && status=0 || status=$?; done
+        if [ "$status" = 0 ]; then echo "processor stopped cleanly"; else echo "processor exited with $status (log: {{ run_dir }}/processor.log)"; fi
         echo "emulators still running: 'just down' stops them; 'just tail-verify' checks the stream"
     }
     trap stop EXIT
@@ -138,6 +143,11 @@ ep *args: up build
 
 [doc("Check the local stream: order, gaps and duplicates per submission")]
 tail-verify: (ep "tail" "--verify")
+
+[doc("Benchmark the processor against the seed's design (issue 5): fresh emulators behind latency proxies, N pre-loaded fleet submissions; e.g. `just bench -n 10000 -rtt 20ms`, `just bench -help`")]
+[positional-arguments]
+bench *args: deps
+    go run ./bench "$@"
 
 [doc("vet, gofmt check, then all tests with the race detector (what CI runs)")]
 test: deps vet fmt-check
