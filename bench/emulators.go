@@ -156,21 +156,3 @@ func lastBytes(b []byte, n int) string {
 	}
 	return string(b)
 }
-
-// repoRoot is the nearest directory at or above the working directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod in the working directory or above it: run the bench from the repository")
-		}
-		dir = parent
-	}
-}

@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	testenv "github.com/event-processor/event-processor/internal/emulators"
 	"github.com/event-processor/event-processor/internal/latencyproxy"
 )
 
@@ -170,7 +171,7 @@ func benchmark(ctx context.Context, opts options, stderr io.Writer) (*Report, er
 		}
 	}}
 	var err error
-	if b.root, err = repoRoot(); err != nil {
+	if b.root, err = testenv.RepoRoot(); err != nil {
 		return nil, err
 	}
 	if b.dir, err = os.MkdirTemp("", "event-processor-bench-"); err != nil {

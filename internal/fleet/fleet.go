@@ -358,7 +358,11 @@ func (d document) json() []byte {
 // pyString writes s as Python's json.dumps(ensure_ascii=True) does: short
 // escapes for \" \\ \n \r \t \b \f, \uXXXX (surrogate pairs beyond the BMP)
 // for everything else outside ' '..'~'.
-func pyString(b *bytes.Buffer, s string) {
+func pyString(b *bytes.Buffer, s string) { writePyString(b, s, true) }
+
+// writePyString writes s as json.dumps does, with ensure_ascii as given: without
+// it, only control characters are \u-escaped and the rest is written as UTF-8.
+func writePyString(b *bytes.Buffer, s string, ensureASCII bool) {
 	const hex = "0123456789abcdef"
 	u := func(r rune) {
 		b.WriteString(`\u`)
@@ -383,7 +387,9 @@ func pyString(b *bytes.Buffer, s string) {
 			b.WriteString(`\b`)
 		case r == '\f':
 			b.WriteString(`\f`)
-		case r >= ' ' && r <= '~':
+		case r < ' ':
+			u(r)
+		case r <= '~' || !ensureASCII:
 			b.WriteRune(r)
 		case r > 0xffff:
 			r -= 0x10000

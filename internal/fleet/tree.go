@@ -165,35 +165,8 @@ func writeJSON(b *bytes.Buffer, v any, st jsonStyle) {
 	}
 }
 
-// pyStringRaw writes s as json.dumps(ensure_ascii=False) does: short escapes
-// for \" \\ \n \r \t \b \f, \u00XX for other control characters, everything
-// else as UTF-8.
-func pyStringRaw(b *bytes.Buffer, s string) {
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\b':
-			b.WriteString(`\b`)
-		case r == '\f':
-			b.WriteString(`\f`)
-		case r < ' ':
-			fmt.Fprintf(b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-}
+// pyStringRaw writes s as json.dumps(ensure_ascii=False) does.
+func pyStringRaw(b *bytes.Buffer, s string) { writePyString(b, s, false) }
 
 var knownFields = map[string][]string{
 	TypeNewProcess:        {"cmdl", "user"},
