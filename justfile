@@ -152,6 +152,8 @@ bench *args: deps
 [doc("vet, gofmt check, then all tests with the race detector (what CI runs)")]
 test: deps vet fmt-check
     go test -race -count=1 -timeout 12m ./...
+    # Microbenchmarks once each, as a smoke test: timings are for `just bench`, never asserted.
+    go test -run '^$' -bench . -benchtime=1x ./...
 
 [doc("go vet ./...")]
 vet:
