@@ -190,7 +190,7 @@ func parseFleetFlags(args []string, getenv func(string) string, stdout, stderr i
 
 // fleetLogger builds the logger from LOG_LEVEL and LOG_FORMAT, as the processor does.
 func fleetLogger(getenv func(string) string, stderr io.Writer) (*slog.Logger, error) {
-	cfg := Config{LogLevel: slog.LevelInfo, LogFormat: "json"}
+	cfg := Config{LogLevel: slog.LevelInfo, LogFormat: "auto"}
 	if v := strings.ToLower(strings.TrimSpace(getenv("LOG_LEVEL"))); v != "" {
 		switch v {
 		case "debug", "info", "warn", "error":
@@ -200,8 +200,8 @@ func fleetLogger(getenv func(string) string, stderr io.Writer) (*slog.Logger, er
 		}
 	}
 	if v := strings.ToLower(strings.TrimSpace(getenv("LOG_FORMAT"))); v != "" {
-		if v != "json" && v != "text" {
-			return nil, usagef("LOG_FORMAT: must be one of json, text, got %q", getenv("LOG_FORMAT"))
+		if v != "auto" && v != "json" && v != "text" {
+			return nil, usagef("LOG_FORMAT: must be one of auto, json, text, got %q", getenv("LOG_FORMAT"))
 		}
 		cfg.LogFormat = v
 	}

@@ -25,7 +25,7 @@ type Config struct {
 	MaxReceives       int
 	Shards            int
 	LogLevel          slog.Level
-	LogFormat         string // json or text
+	LogFormat         string // auto, json or text
 	HTTPAddr          string
 	// MaxInFlight caps the submissions being processed at once (memory and Kinesis batching).
 	MaxInFlight int
@@ -50,7 +50,7 @@ var envSpec = []struct{ name, def, help string }{
 	{"MAX_RECEIVES", "5", "init: maxReceiveCount of the redrive policy, 1..1000"},
 	{"SHARDS", "2", "init: shard count of a new stream, 1..10000"},
 	{"LOG_LEVEL", "info", "debug, info, warn, error"},
-	{"LOG_FORMAT", "json", "json or text"},
+	{"LOG_FORMAT", "auto", "json, text, or auto: text on a terminal, JSON otherwise"},
 	{"HTTP_ADDR", ":8080", "address of /metrics, /healthz, /readyz"},
 	{"MAX_IN_FLIGHT", "256", "submissions processed at once, 1..10000"},
 }
@@ -98,7 +98,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		PartitionKey:      schemas.PartitionKey(oneOf("PARTITION_KEY", "device_id", "submission_id")),
 		MaxReceives:       intVar("MAX_RECEIVES", 1, 1000),
 		Shards:            intVar("SHARDS", 1, 10000),
-		LogFormat:         oneOf("LOG_FORMAT", "json", "text"),
+		LogFormat:         oneOf("LOG_FORMAT", "auto", "json", "text"),
 		HTTPAddr:          get("HTTP_ADDR"),
 		MaxInFlight:       intVar("MAX_IN_FLIGHT", 1, 10000),
 	}

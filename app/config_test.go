@@ -32,7 +32,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxReceives:       5,
 		Shards:            2,
 		LogLevel:          slog.LevelInfo,
-		LogFormat:         "json",
+		LogFormat:         "auto",
 		HTTPAddr:          ":8080",
 		MaxInFlight:       256,
 	}, cfg)

@@ -379,6 +379,9 @@ func TestE2EFleetAndEdgeCases(t *testing.T) {
 			// Redeliveries count again, so at least, not exactly.
 			assert.GreaterOrEqual(t, sum(families["event_processor_submissions_total"]), float64(len(subs)), "every submission handled")
 			assert.GreaterOrEqual(t, sum(families["event_processor_events_published_total"]), float64(wantEvents), "every event counted")
+			assert.EqualValues(t, 0, families["event_processor_in_flight_submissions"].GetMetric()[0].GetGauge().GetValue(), "nothing in flight once drained")
+			age := families["event_processor_message_age_seconds"].GetMetric()[0].GetHistogram()
+			assert.GreaterOrEqual(t, age.GetSampleCount(), uint64(len(subs)), "every message's age measured")
 
 			code, took := p.stop(t, 6*time.Second)
 			assert.Equal(t, 0, code)
@@ -496,4 +499,38 @@ func (b *syncBuffer) String() string {
 func (b *syncBuffer) tail(n int) string {
 	s := b.String()
 	return s[max(0, len(s)-n):]
+}
+
+func TestE2EReadyzFollowsAKinesisOutage(t *testing.T) {
+	skipShort(t)
+	sqsProc, kinProc := emulators.StartSQS(t), emulators.StartKinesis(t)
+	env := emulators.Combine(sqsProc, kinProc)
+	h := &harness{t: t, env: append(append(os.Environ(), env.Environ()...), "HTTP_ADDR=127.0.0.1:0", "VISIBILITY_TIMEOUT=6")}
+	out, err := h.command("init").CombinedOutput()
+	require.NoError(t, err, "init: %s", out)
+	p := h.start()
+	addr := p.waitReady(t)
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+
+	kinProc.Stop()
+	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusServiceUnavailable }, 15*time.Second, 100*time.Millisecond,
+		"/readyz must turn 503 while Kinesis is down")
+	_, body := readyz()
+	assert.Contains(t, body, "stream events", "the failing check is named")
+
+	kinProc.Restart() // an in-memory emulator comes back empty: the stream must be created again
+	out, err = h.command("init").CombinedOutput()
+	require.NoError(t, err, "init: %s", out)
+	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 15*time.Second, 100*time.Millisecond,
+		"/readyz must turn 200 again once Kinesis is back")
+	code, _ := p.stop(t, 6*time.Second)
+	assert.Equal(t, 0, code)
 }

@@ -82,9 +82,11 @@ func quietHelp(err error) error {
 	return err
 }
 
+// newLogger logs in text for a person at a terminal and in JSON lines for a log pipeline, unless
+// LOG_FORMAT says which.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	if cfg.LogFormat == "text" {
+	if cfg.LogFormat == "text" || (cfg.LogFormat != "json" && writerIsTerminal(w)) {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))

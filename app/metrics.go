@@ -1,11 +1,15 @@
 package main
 
 import (
+	"strconv"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/event-processor/event-processor/handlers"
+	"github.com/event-processor/event-processor/subscribers"
 )
 
 // pipelineMetrics is the processor's own funnel, next to Watermill's handler metrics: what became
@@ -18,6 +22,9 @@ type pipelineMetrics struct {
 	putRecords      prometheus.Counter
 	putFailed       *prometheus.CounterVec
 	putLatency      prometheus.Histogram
+	messageAge      prometheus.Histogram
+	redeliveries    prometheus.Counter
+	inFlight        prometheus.Gauge
 }
 
 func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
@@ -52,8 +59,38 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14), // 1ms .. ~60s
 		}),
 	}
-	reg.MustRegister(m.submissions, m.eventsPublished, m.eventsDropped, m.putCalls, m.putRecords, m.putFailed, m.putLatency)
+	m.messageAge = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "event_processor", Name: "message_age_seconds",
+		Help:    "Age of a message when its handling starts (from SQS SentTimestamp): how far behind the processor is.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 3, 12), // 10ms .. ~30 min
+	})
+	m.redeliveries = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "event_processor", Name: "redeliveries_total",
+		Help: "Messages handled that SQS had delivered before (ApproximateReceiveCount > 1).",
+	})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "event_processor", Name: "in_flight_submissions",
+		Help: "Submissions being handled right now.",
+	})
+	reg.MustRegister(m.submissions, m.eventsPublished, m.eventsDropped, m.putCalls, m.putRecords, m.putFailed, m.putLatency,
+		m.messageAge, m.redeliveries, m.inFlight)
 	return m
+}
+
+// Middleware measures each message the router hands to the handler: its age, whether it is a
+// redelivery, and how many are being handled at once.
+func (m *pipelineMetrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if sent, err := strconv.ParseInt(msg.Metadata.Get(subscribers.SentTimestampKey), 10, 64); err == nil {
+			m.messageAge.Observe(time.Since(time.UnixMilli(sent)).Seconds())
+		}
+		if n, err := strconv.Atoi(msg.Metadata.Get(subscribers.ReceiveCountKey)); err == nil && n > 1 {
+			m.redeliveries.Inc()
+		}
+		m.inFlight.Inc()
+		defer m.inFlight.Dec()
+		return h(msg)
+	}
 }
 
 // SubmissionHandled implements handlers.Observer.

@@ -105,6 +105,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		CloseTimeout:  2*drain + 5*time.Second,
 		Registry:      registry,
 		Observer:      pipeline,
+		Measure:       pipeline.Middleware,
 		Logger:        logger,
 	})
 	if err != nil {
@@ -122,6 +123,9 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	state.ready.Store(true)
 	logger.Info("Processing", "queue", target.queueURL, "stream", cfg.StreamName, "dlq", target.dlqURL)
+	probeCtx, stopProbing := context.WithCancel(ctx)
+	defer stopProbing()
+	go keepProbing(probeCtx, cfg, sqsClient, kinClient, state, logger)
 
 	select {
 	case <-ctx.Done():
@@ -213,6 +217,39 @@ func probe(ctx context.Context, cfg Config, sqsClient *sqs.Client, kinClient *ki
 type healthState struct {
 	ready    atomic.Bool
 	stopping atomic.Bool
+	// unreachable is why the last periodic check of SQS and Kinesis failed; nil when it passed.
+	unreachable atomic.Pointer[string]
+}
+
+// probeInterval is how often a running processor re-checks that its queues and stream answer.
+const probeInterval = 5 * time.Second
+
+// keepProbing re-checks the queue, the DLQ and the stream while the processor runs, so /readyz
+// tells a scheduler when this replica cannot do its work (an outage, a deleted stream).
+func keepProbing(ctx context.Context, cfg Config, sqsClient *sqs.Client, kinClient *kinesis.Client, state *healthState, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(probeInterval):
+		}
+		_, err := probe(ctx, cfg, sqsClient, kinClient)
+		if ctx.Err() != nil {
+			return
+		}
+		was := state.unreachable.Load()
+		switch {
+		case err != nil:
+			reason := err.Error()
+			state.unreachable.Store(&reason)
+			if was == nil {
+				logger.Warn("Not ready: SQS or Kinesis does not answer", "reason", reason)
+			}
+		case was != nil:
+			state.unreachable.Store(nil)
+			logger.Info("Ready again: SQS and Kinesis answer")
+		}
+	}
 }
 
 // serveHTTP starts /metrics, /healthz and /readyz. The listener is opened before returning so a
@@ -229,6 +266,8 @@ func serveHTTP(addr string, registry *prometheus.Registry, state *healthState, l
 			http.Error(w, "stopping", http.StatusServiceUnavailable)
 		case !state.ready.Load():
 			http.Error(w, "not ready: waiting for SQS and Kinesis", http.StatusServiceUnavailable)
+		case state.unreachable.Load() != nil:
+			http.Error(w, "not ready: "+*state.unreachable.Load(), http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ready\n"))
 		}

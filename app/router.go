@@ -34,7 +34,9 @@ type routerDeps struct {
 
 	Registry prometheus.Registerer // nil: no metrics
 	Observer handlers.Observer     // nil: none
-	Logger   *slog.Logger
+	// Measure, when set, runs outermost: it sees every message the router hands out.
+	Measure message.HandlerMiddleware
+	Logger  *slog.Logger
 }
 
 const handlerName = "submissions"
@@ -69,6 +71,9 @@ func newRouter(d routerDeps) (*message.Router, error) {
 	retry.ShouldRetry = func(p middleware.RetryParams) bool { return !handlers.IsRejection(p.Err) }
 	if retry.Logger == nil {
 		retry.Logger = wmLogger
+	}
+	if d.Measure != nil {
+		router.AddMiddleware(d.Measure)
 	}
 	router.AddMiddleware(poison, retry.Middleware, middleware.Recoverer)
 
