@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if command == "init" {
 		return runInit(ctx, cfg, stdout, logger)
 	}
+	tuneGC(getenv)
 	return runProcessor(ctx, cfg, logger)
 }
 
