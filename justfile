@@ -150,10 +150,14 @@ bench *args: deps
     go run ./bench "$@"
 
 [doc("vet, gofmt check, then all tests with the race detector (what CI runs)")]
-test: deps vet fmt-check
+test: deps vet fmt-check deploy-check
     go test -race -count=1 -timeout 12m ./...
     # Microbenchmarks once each, as a smoke test: timings are for `just bench`, never asserted.
     go test -run '^$' -bench . -benchtime=1x ./...
+
+[doc("Validate deploy/k8s with kubeconform (-strict) against the schemas vendored in deploy/schemas; no network")]
+deploy-check:
+    go run github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0 -schema-location 'deploy/schemas/{{ "{{" }} .ResourceKind {{ "}}" }}{{ "{{" }} .KindSuffix {{ "}}" }}.json' -strict -summary -ignore-filename-pattern 'kustomization\.yaml$' deploy/k8s
 
 [doc("go vet ./...")]
 vet:
