@@ -17,14 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-)
 
-// Region and static credentials of the emulators (they do not verify signatures, but the SDK
-// must sign).
-const (
-	region          = "us-east-1"
-	accessKeyID     = "test"
-	secretAccessKey = "test"
+	testenv "github.com/event-processor/event-processor/internal/emulators"
 )
 
 // emulators is one `node emulators/start.mjs` child: fauxqs and kinesalite, in memory, on free
@@ -121,8 +115,8 @@ func (e *emulators) Stop() {
 
 func awsConfig() aws.Config {
 	return aws.Config{
-		Region:      region,
-		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(accessKeyID, secretAccessKey, "")),
+		Region:      testenv.Region,
+		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(testenv.AccessKeyID, testenv.SecretAccessKey, "")),
 	}
 }
 
@@ -138,10 +132,10 @@ func kinesisClient(endpoint string) *kinesis.Client {
 // credentials; append it to os.Environ() (exec.Cmd keeps the last value of a repeated key).
 func awsEnviron(sqsEndpoint, kinesisEndpoint string) []string {
 	return []string{
-		"AWS_REGION=" + region,
-		"AWS_DEFAULT_REGION=" + region,
-		"AWS_ACCESS_KEY_ID=" + accessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + secretAccessKey,
+		"AWS_REGION=" + testenv.Region,
+		"AWS_DEFAULT_REGION=" + testenv.Region,
+		"AWS_ACCESS_KEY_ID=" + testenv.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + testenv.SecretAccessKey,
 		"AWS_SESSION_TOKEN=",
 		"AWS_PROFILE=",
 		"AWS_EC2_METADATA_DISABLED=true",
