@@ -82,13 +82,15 @@ func decodeBody(body []byte) (doc, obj []byte, reason string) {
 	if start == len(body) {
 		return nil, nil, "empty"
 	}
-	doc = body
+	end := len(body)
+	for end > start && isBlank(body[end-1]) {
+		end--
+	}
+	// Blanks around the body are the transport's, whichever form it has:
+	// trimmed here, so '\v' or '\f' next to plain JSON are no syntax error.
+	doc = body[start:end]
 	if body[start] != '{' {
-		end := len(body)
-		for end > start && isBlank(body[end-1]) {
-			end--
-		}
-		enc := body[start:end]
+		enc := doc
 		doc = make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
 		n, err := base64.StdEncoding.Decode(doc, enc)
 		if err != nil {
