@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -88,14 +89,14 @@ func BenchmarkLimits(b *testing.B) {
 
 func TestLimitsBodiesParse(t *testing.T) {
 	// The benchmark bodies must be what they claim: the 1 MiB of valid events
-	// holds over 40,000 events and all are kept.
+	// holds over 40,000 events, which MaxEvents rejects before validating any.
 	body, n := limitsBody(`{"cmdl":"a","user":"b"}`, 1<<20)
 	if n < 40000 || len(body) > 1<<20 {
 		t.Fatalf("n=%d len=%d", n, len(body))
 	}
-	s := mustParse(t, body)
-	if len(s.Events) != n || len(s.Dropped) != 0 {
-		t.Fatalf("events=%d dropped=%d", len(s.Events), len(s.Dropped))
+	err := mustFail(t, body)
+	if want := fmt.Sprintf("events: more than %d events (%d)", MaxEvents, n); err.Error() != want {
+		t.Fatalf("got %q, want %q", err.Error(), want)
 	}
 	_, n = limitsBody(`0`, 1<<20)
 	if n < 100000 {

@@ -21,6 +21,9 @@ import (
 // Otherwise it returns the Submission: its valid events in document order,
 // and the invalid ones described in Dropped.
 func Parse(body []byte) (*Submission, error) {
+	if len(body) > MaxBodyBytes {
+		return nil, &InvalidError{Problems: []Problem{{Path: "body", Reason: fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}}}
+	}
 	doc, obj, bad := decodeBody(body)
 	if bad != "" {
 		return nil, &InvalidError{Problems: []Problem{{Path: "body", Reason: bad}}}
@@ -50,6 +53,12 @@ func Parse(body []byte) (*Submission, error) {
 		problems = append(problems, Problem{Path: "events", Reason: reasonNotObject})
 	} else {
 		lists, problems = scanEventLists(ev, problems)
+		// Bound the work before validating anything: a 1 MiB body can hold half a million
+		// entries, each of which would become a record or a listed problem.
+		if n := countEvents(lists); n > MaxEvents {
+			problems = append(problems, Problem{Path: "events", Reason: fmt.Sprintf("more than %d events (%d)", MaxEvents, n)})
+			lists = nil
+		}
 	}
 	sub := &Submission{
 		SubmissionID: strings.ToLower(env.SubmissionID),
@@ -63,16 +72,42 @@ func Parse(body []byte) (*Submission, error) {
 	for _, l := range lists {
 		p.list(l)
 	}
+	sub.Dropped = capProblems(sub.Dropped)
 	if len(problems) > 0 {
 		// The reason names every offending field (spec 1.5), so the event-level
 		// problems of a rejected submission are listed after its own.
-		return nil, &InvalidError{Problems: append(problems, sub.Dropped...)}
+		return nil, &InvalidError{Problems: capProblems(append(problems, sub.Dropped...))}
 	}
 	for i := range sub.Events {
 		s := p.spans[i]
 		sub.Events[i].Data = p.buf[s[0]:s[1]:s[1]]
 	}
 	return sub, nil
+}
+
+// countEvents counts the entries of every event list, known types or not.
+func countEvents(lists []eventList) int {
+	n := 0
+	for _, l := range lists {
+		if l.arr == nil {
+			continue
+		}
+		el := newElements(l.arr)
+		for el.next() {
+			n++
+		}
+	}
+	return n
+}
+
+// capProblems keeps the first MaxProblems problems and says how many more there were, so a
+// reason stays readable and small however broken the submission is.
+func capProblems(ps []Problem) []Problem {
+	if len(ps) <= MaxProblems {
+		return ps
+	}
+	more := len(ps) - MaxProblems
+	return append(ps[:MaxProblems:MaxProblems], Problem{Path: "(more)", Reason: fmt.Sprintf("%d more problems not listed", more)})
 }
 
 // decodeBody returns the JSON document and the object in it (starting at
@@ -132,6 +167,9 @@ func syntaxDetail(doc []byte) string {
 	err := json.Unmarshal(doc, &v)
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
+		if strings.Contains(se.Error(), "exceeded max depth") {
+			return fmt.Sprintf("nested deeper than %d levels", maxNesting)
+		}
 		if se.Error() == "unexpected end of JSON input" {
 			return se.Error() // the position adds nothing
 		}

@@ -492,7 +492,8 @@ func TestParseZeroEvents(t *testing.T) {
 
 func TestParseRecordSizeLimit(t *testing.T) {
 	t.Run("oversized event dropped, the rest kept", func(t *testing.T) {
-		big := strings.Repeat("a", MaxRecordBytes)
+		// 200 KiB of '<' is 1.2 MiB once escaped as \u003c: within MaxBodyBytes, beyond a record.
+		big := strings.Repeat("<", 200<<10)
 		s := mustParse(t, withEvents(`{"new_process":[{"cmdl":"`+big+`","user":"u"},{"cmdl":"small","user":"u"}]}`))
 		assert.Equal(t, []Problem{p("events.new_process[0]", "record exceeds the 1 MiB Kinesis limit")}, s.Dropped)
 		require.Len(t, s.Events, 1)
@@ -522,6 +523,13 @@ func TestParseRecordSizeLimit(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestParseCapsTheProblemsListed(t *testing.T) {
+	entries := strings.TrimSuffix(strings.Repeat(`{"cmdl":null,"user":"u"},`, 250), ",")
+	s := mustParse(t, withEvents(`{"new_process":[`+entries+`]}`))
+	require.Len(t, s.Dropped, MaxProblems+1)
+	assert.Equal(t, p("(more)", "150 more problems not listed"), s.Dropped[MaxProblems])
 }
 
 func TestProblemText(t *testing.T) {

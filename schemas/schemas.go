@@ -76,6 +76,20 @@ type Submission struct {
 // MaxRecordBytes is Kinesis's per-record limit (data plus partition key).
 const MaxRecordBytes = 1 << 20
 
+// Limits that bound the work one submission can cause. A submission beyond them is rejected
+// whole, with a reason saying which limit it broke.
+const (
+	// MaxBodyBytes is SQS's largest message: a bigger body cannot have come through SQS.
+	MaxBodyBytes = 1 << 20
+	// MaxEvents caps the entries under "events" (all lists, any type): each would become a record
+	// or a listed problem, and one submission's records all go to one shard.
+	MaxEvents = 10000
+	// MaxProblems caps the problems listed in a reason; the rest are counted.
+	MaxProblems = 100
+	// maxNesting is encoding/json's nesting limit, which Parse reports as such.
+	maxNesting = 10000
+)
+
 // Reasons written by the shape checks; the validator's are in validate.go.
 const (
 	reasonMissing      = "missing"
