@@ -154,6 +154,11 @@ test: deps vet fmt-check deploy-check
     go test -race -count=1 -timeout 12m ./...
     # Microbenchmarks once each, as a smoke test: timings are for `just bench`, never asserted.
     go test -run '^$' -bench . -benchtime=1x ./...
+    just fuzz 10s
+
+[doc("Fuzz the decoder, the validator and the splitter, each for the given time (e.g. `just fuzz 10m`)")]
+fuzz time="1m":
+    for target in FuzzParse FuzzDecode FuzzRecords; do go test ./schemas -run '^$' -fuzz "^$target\$" -fuzztime {{ time }}; done
 
 [doc("Validate deploy/k8s with kubeconform (-strict) against the schemas vendored in deploy/schemas; no network")]
 deploy-check:
