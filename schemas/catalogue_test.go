@@ -195,10 +195,12 @@ var catalogue = []catalogueCase{
 		data: []string{`{"cmdl":"C:\\Programme\\Füße\\記事本.exe","user":"José 👩‍💻"}`}},
 	{name: "uni/escaped NUL kept escaped", body: npEvent(`"a\u0000b"`, q("u")), published: []EventType{np}, data: []string{`{"cmdl":"a\u0000b","user":"u"}`}},
 	{name: "uni/NUL-only cmdl is not empty", body: npEvent(`"\u0000"`, q("u")), published: []EventType{np}, data: []string{`{"cmdl":"\u0000","user":"u"}`}},
-	// NOTE: a lone surrogate escape is valid JSON syntax but no Unicode
-	// text; encoding/json turns it into U+FFFD, so the published cmdl is not
-	// what the device sent. Reported; not changed here.
-	{name: "uni/lone surrogate escape replaced by U+FFFD", body: npEvent(`"a\ud800b"`, q("u")), published: []EventType{np}, data: []string{`{"cmdl":"a` + "\ufffd" + `b","user":"u"}`}},
+	// A lone surrogate escape is valid JSON syntax but no Unicode text; encoding/json would turn
+	// it into U+FFFD and publish something the device did not send: the event is dropped.
+	{name: "uni/lone high surrogate escape drops the event", body: npEvent(`"a\ud800b"`, q("u")), dropped: "events.new_process[0].cmdl: not valid Unicode (lone surrogate escape)"},
+	{name: "uni/lone low surrogate escape drops the event", body: npEvent(q("u"), `"\uDC00"`), dropped: "events.new_process[0].user: not valid Unicode (lone surrogate escape)"},
+	{name: "uni/reversed surrogate pair drops the event", body: npEvent(`"\ude00\ud83d"`, q("u")), dropped: "events.new_process[0].cmdl: not valid Unicode (lone surrogate escape)"},
+	{name: "uni/escaped backslash before u is no escape", body: npEvent(`"\\ud800"`, q("u")), published: []EventType{np}, data: []string{`{"cmdl":"\\ud800","user":"u"}`}},
 	{name: "uni/escaped surrogate pair kept", body: npEvent(`"\ud83d\ude00"`, q("u")), published: []EventType{np}, data: []string{`{"cmdl":"😀","user":"u"}`}},
 	{name: "uni/RTL override and marks in user", body: npEvent(q("a"), q("\u202eexe.txt\u200f")), published: []EventType{np}, data: []string{`{"cmdl":"a","user":"` + "\u202eexe.txt\u200f" + `"}`}},
 	{name: "uni/zero-width space in submission_id", body: envelopeDoc(q(subID[:8]+"\u200b"+subID[8:]), q(devID), q(tcVal), `{}`), reject: "submission_id: " + notUUID},

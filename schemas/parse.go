@@ -244,6 +244,9 @@ func (f *fields) stringInto(i int, dst *string) string {
 	if !ok {
 		return reasonNotString
 	}
+	if hasLoneSurrogate(f.val[i]) {
+		return reasonLoneSurrogate
+	}
 	*dst = s
 	return ""
 }

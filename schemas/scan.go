@@ -167,6 +167,53 @@ func stringValue(raw []byte) (string, bool) {
 	return s, true
 }
 
+// hasLoneSurrogate reports whether a raw JSON string has a \uD800-\uDFFF escape that is not
+// half of a surrogate pair. encoding/json would turn it into U+FFFD, which would publish
+// something the device did not send.
+func hasLoneSurrogate(raw []byte) bool {
+	for i := 0; i+5 < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' {
+			i++ // skip the escaped character, which may itself be a backslash
+			continue
+		}
+		r := hex4(raw[i+2 : i+6])
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+11 < len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+				if low := hex4(raw[i+8 : i+12]); low >= 0xDC00 && low <= 0xDFFF {
+					i += 11
+					continue
+				}
+			}
+			return true
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		}
+		i += 5
+	}
+	return false
+}
+
+// hex4 reads four hex digits (json.Valid has checked them).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
 // isNull reports whether the raw value is the literal null.
 func isNull(raw []byte) bool {
 	return string(raw) == "null"

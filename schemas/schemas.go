@@ -99,4 +99,7 @@ const (
 	reasonNotObject    = "not an object"
 	reasonNotArray     = "not an array"
 	reasonRecordTooBig = "record exceeds the 1 MiB Kinesis limit"
+	// reasonLoneSurrogate: a \uD800-\uDFFF escape without its pair cannot be passed on
+	// unchanged (it is not Unicode), and silently replacing it would alter the data.
+	reasonLoneSurrogate = "not valid Unicode (lone surrogate escape)"
 )
