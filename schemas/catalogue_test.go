@@ -120,9 +120,9 @@ var catalogue = []catalogueCase{
 	{name: "enc/UTF-16 inside base64", body: b64("{\x00}\x00"), reject: bodyReason("not valid JSON (invalid character '\\x00' looking for beginning of object key string at byte 2)")},
 	{name: "enc/not UTF-8 in plain JSON", body: withEvents(`{"new_process":[{"cmdl":"` + "\xff" + `","user":"u"}]}`), reject: bodyReason("not valid UTF-8")},
 	{name: "enc/surrogate encoded as UTF-8 bytes", body: b64(withEvents(`{"new_process":[{"cmdl":"` + "\xed\xa0\x80" + `","user":"u"}]}`)), reject: bodyReason("not valid UTF-8")},
-	// A BOM hides the '{', so the body is read as base64.
-	{name: "enc/BOM before plain JSON", body: "\xef\xbb\xbf" + validDoc, reject: bodyReason("not valid base64")},
-	{name: "enc/BOM inside base64", body: b64("\xef\xbb\xbf" + validDoc), reject: bodyReason("not valid JSON (invalid character 'ï' looking for beginning of value at byte 1)")},
+	// RFC 8259 lets a parser ignore a byte order mark: accepted in both forms.
+	{name: "enc/BOM before plain JSON", body: "\xef\xbb\xbf" + validDoc, published: []EventType{np}},
+	{name: "enc/BOM inside base64", body: b64("\xef\xbb\xbf" + validDoc), published: []EventType{np}},
 	{name: "enc/base64 of base64", body: b64(validB64), reject: bodyReason("not valid JSON (invalid character 'e' looking for beginning of value at byte 1)")},
 	{name: "enc/data URL prefix", body: "data:application/json;base64," + validB64, reject: bodyReason("not valid base64")},
 

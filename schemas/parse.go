@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -113,6 +114,8 @@ func capProblems(ps []Problem) []Problem {
 // decodeBody returns the JSON document and the object in it (starting at
 // its '{'), or the reason the body is unusable.
 func decodeBody(body []byte) (doc, obj []byte, reason string) {
+	// RFC 8259 lets a parser ignore a UTF-8 byte order mark; Windows tools add one.
+	body = bytes.TrimPrefix(body, utf8BOM)
 	start := skipBlank(body, 0)
 	if start == len(body) {
 		return nil, nil, "empty"
@@ -133,6 +136,7 @@ func decodeBody(body []byte) (doc, obj []byte, reason string) {
 		}
 		doc = doc[:n]
 	}
+	doc = bytes.TrimPrefix(doc, utf8BOM)
 	// encoding/json replaces invalid UTF-8 with U+FFFD instead of failing,
 	// which would publish altered data: check before it sees the bytes.
 	if !utf8.Valid(doc) {
@@ -147,6 +151,8 @@ func decodeBody(body []byte) (doc, obj []byte, reason string) {
 	}
 	return doc, doc[i:], ""
 }
+
+var utf8BOM = []byte("\xef\xbb\xbf")
 
 // isBlank is what "blank" means for a body: JSON whitespace plus the other
 // ASCII spaces a transport might add.
