@@ -190,6 +190,7 @@ type streamWriter struct {
 	ready         []*sequence
 	inFlight      int
 	lingerTimer   *time.Timer
+	failedCalls   int // consecutive failed PutRecords calls, for the log
 	lingerArmed   bool
 	lingerExpired bool
 	stopping      bool
@@ -344,7 +345,7 @@ func (w *streamWriter) complete(r putResult) {
 		failures[code] = failed
 		var invalid *types.InvalidArgumentException
 		rejected := errors.As(r.err, &invalid)
-		w.logger.Error("PutRecords failed", r.err, watermill.LogFields{"records": len(r.batch), "code": code})
+		w.failedCall(r.err, code, len(r.batch))
 		for _, s := range r.batch {
 			switch {
 			case s.finished:
@@ -361,6 +362,7 @@ func (w *streamWriter) complete(r putResult) {
 		return
 	}
 
+	w.succeededCall()
 	for i, s := range r.batch {
 		res := r.out.Records[i]
 		if res.ErrorCode != nil || res.SequenceNumber == nil {
@@ -389,6 +391,26 @@ func (w *streamWriter) complete(r putResult) {
 	}
 	if failed > 0 {
 		w.logger.Debug("PutRecords partly failed", watermill.LogFields{"records": len(r.batch), "failed": failed})
+	}
+}
+
+// failedCall logs a failed PutRecords call. During an outage every waiting record retries on its
+// own timer, so each failure is logged at debug and only the start of a failing streak at error;
+// its end is logged by succeededCall.
+func (w *streamWriter) failedCall(err error, code string, records int) {
+	fields := watermill.LogFields{"records": records, "code": code}
+	if w.failedCalls == 0 {
+		w.logger.Error("PutRecords failing; records are retried with backoff", err, fields)
+	} else {
+		w.logger.Debug("PutRecords failed", fields.Add(watermill.LogFields{"err": err.Error()}))
+	}
+	w.failedCalls++
+}
+
+func (w *streamWriter) succeededCall() {
+	if w.failedCalls > 0 {
+		w.logger.Info("PutRecords succeeding again", watermill.LogFields{"failed_calls": w.failedCalls})
+		w.failedCalls = 0
 	}
 }
 

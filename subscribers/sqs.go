@@ -85,7 +85,11 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 	if err := config.Validate(); err != nil {
 		return nil, err
 	}
-	gate := newReceiveGate()
+	s := &SQS{}
+	gate := newReceiveGate(
+		func() int { return cap(s.slots) - len(s.slots) },
+		func() int64 { return s.seen.Load() },
+	)
 	upstreamOpts := append(append([]func(*sqs.Options){}, config.OptFns...), func(o *sqs.Options) {
 		o.APIOptions = append(o.APIOptions, gate.addTo)
 	})
@@ -117,7 +121,7 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 	deleter := newBatchDeleter(client, 5*time.Millisecond, 10*time.Second)
 	deleterCtx, stopDeleter := context.WithCancel(context.Background())
 	go deleter.run(deleterCtx)
-	return &SQS{
+	*s = SQS{
 		config:         config,
 		client:         client,
 		deleter:        deleter,
@@ -130,7 +134,8 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 		handlersCtx:    handlersCtx,
 		cancelHandlers: cancel,
 		abandon:        make(chan struct{}),
-	}, nil
+	}
+	return s, nil
 }
 
 // Subscribe receives from the queue whose URL is topic.

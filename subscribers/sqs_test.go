@@ -229,3 +229,22 @@ func TestSQSConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestSQSReceivesOnlyWhatItCanHandle(t *testing.T) {
+	// Messages received beyond MaxInFlight would wait hidden without a heartbeat and come back as
+	// duplicates after the visibility timeout: they must stay in the queue instead.
+	q := newQueue(t, 10)
+	_, out := q.subscribe(t, func(c *subscribers.SQSConfig) { c.MaxInFlight = 2; c.ConsumeWorkers = 2 })
+	first, second := next(t, out), next(t, out)
+	time.Sleep(1500 * time.Millisecond)
+	attrs, err := q.client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll}})
+	require.NoError(t, err)
+	assert.Equal(t, "2", attrs.Attributes["ApproximateNumberOfMessagesNotVisible"], "only the two being handled are hidden")
+	assert.Equal(t, "8", attrs.Attributes["ApproximateNumberOfMessages"])
+	first.Ack()
+	second.Ack()
+	for range 8 {
+		next(t, out).Ack()
+	}
+	require.Eventually(t, func() bool { return q.total(t) == 0 }, 5*time.Second, 50*time.Millisecond)
+}
