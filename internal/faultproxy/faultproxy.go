@@ -3,9 +3,10 @@
 // guarantees (spec.md 1.4).
 //
 // Only PutRecords and PutRecord requests (X-Amz-Target
-// "Kinesis_20131202.PutRecords" / ".PutRecord") are subject to faults; every
-// other request, and every Put request that draws no fault, passes through
-// untouched (body and headers as sent, including the SigV4 Authorization).
+// "Kinesis_20131202.PutRecords" / ".PutRecord") are subject to faults (unless
+// AllRequests or SetDown, below); every other request, and every Put request
+// that draws no fault, passes through untouched (body and headers as sent,
+// including the SigV4 Authorization).
 //
 // Faults, drawn once per request in this order from one uniform number:
 //
@@ -21,6 +22,24 @@
 //     positions with a correct FailedRecordCount.
 //   - Throttle: HTTP 400 ProvisionedThroughputExceededException, not forwarded.
 //   - InternalError: HTTP 500 InternalFailure, not forwarded.
+//   - ResetBefore: the connection is reset (TCP RST) before anything is
+//     forwarded: the target saw nothing, the client gets a connection error.
+//   - ResetAfter: the request is forwarded as sent and the target's answer
+//     read, then the connection is reset instead of answering: the target
+//     acted (Kinesis wrote the records) but the client did not hear.
+//
+// Independently of those, a request may be delayed before it is forwarded
+// (Latency, LatencyMin..LatencyMax; drawn only when Latency > 0, so that it
+// does not change the sequence of the other draws), to make a publish slow or
+// exceed the client's timeout.
+//
+// Transport faults (ResetBefore, ResetAfter, Latency) apply to Put requests
+// only, unless AllRequests is set: then every request is subject to them,
+// whatever the protocol, which makes the proxy usable in front of SQS or any
+// other HTTP endpoint (bodies of requests other than Kinesis Put requests are
+// never parsed). SetDown(true) makes the proxy refuse every request (the
+// connection is reset before anything is forwarded) until SetDown(false): an
+// outage without stopping the target.
 //
 // A modified request keeps the client's SigV4 headers, which no longer match
 // the body: an emulator that does not verify signatures (kinesalite,
@@ -42,6 +61,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Kinesis JSON 1.1 wire constants.
@@ -74,6 +94,23 @@ type Config struct {
 	// PartialRecordRate is the probability that a record fails within a
 	// PartialFailure (at least one always does); 0 means DefaultPartialRecordRate.
 	PartialRecordRate float64
+
+	// ResetBefore and ResetAfter are drawn after the four above, from the
+	// same uniform number (Put requests) or from one of their own (other
+	// requests, with AllRequests).
+	ResetBefore float64
+	ResetAfter  float64
+
+	// Latency is the probability that a request is held for a random time in
+	// LatencyMin..LatencyMax (LatencyMin when LatencyMax is not larger)
+	// before it is forwarded or answered.
+	Latency    float64
+	LatencyMin time.Duration
+	LatencyMax time.Duration
+
+	// AllRequests subjects every request, not only Kinesis Put requests, to
+	// the transport faults (resets and latency).
+	AllRequests bool
 }
 
 // Fault is the kind of an injected fault.
@@ -85,6 +122,11 @@ const (
 	FaultPartialFailure      Fault = "partial_failure"
 	FaultThrottle            Fault = "throttle"
 	FaultInternalError       Fault = "internal_error"
+	FaultResetBefore         Fault = "reset_before"
+	FaultResetAfter          Fault = "reset_after"
+	FaultLatency             Fault = "latency"
+	// FaultDown counts the requests refused while the proxy was down.
+	FaultDown Fault = "down"
 )
 
 // Stats counts what the proxy saw and did since Start.
@@ -113,8 +155,13 @@ type Proxy struct {
 	ln     net.Listener
 	rp     *httputil.ReverseProxy
 	served chan struct{}
+	target *url.URL
+	// transport reaches the target for ResetAfter (the reverse proxy's own
+	// would answer the client).
+	transport *http.Transport
 
 	mu    sync.Mutex
+	down  bool
 	cfg   Config
 	rng   *rand.Rand
 	stats Stats
@@ -136,7 +183,13 @@ func Start(cfg Config) (*Proxy, error) {
 		cfg:    cfg,
 		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6661756c74737321)), // "faults!!"
 		served: make(chan struct{}),
-		stats:  Stats{Requests: map[string]int{}, Faults: map[Fault]int{}},
+		target: target,
+		transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		stats: Stats{Requests: map[string]int{}, Faults: map[Fault]int{}},
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -170,6 +223,21 @@ func (p *Proxy) SetConfig(cfg Config) {
 	p.cfg = cfg
 }
 
+// SetDown switches the outage on (every request is refused: its connection
+// is reset before anything is forwarded) or off.
+func (p *Proxy) SetDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+}
+
+// Down reports whether the proxy refuses every request.
+func (p *Proxy) Down() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down
+}
+
 // Stats returns a snapshot of the counters.
 func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
@@ -190,6 +258,7 @@ func (p *Proxy) Stats() Stats {
 func (p *Proxy) Close() error {
 	err := p.srv.Close()
 	<-p.served
+	p.transport.CloseIdleConnections()
 	return err
 }
 
@@ -212,6 +281,8 @@ func (p *Proxy) draw() Fault {
 		{FaultPartialFailure, p.cfg.PartialFailure},
 		{FaultThrottle, p.cfg.Throttle},
 		{FaultInternalError, p.cfg.InternalError},
+		{FaultResetBefore, p.cfg.ResetBefore},
+		{FaultResetAfter, p.cfg.ResetAfter},
 	} {
 		if u < f.prob {
 			return f.kind
@@ -250,14 +321,147 @@ func (p *Proxy) code() string {
 	return CodeInternal
 }
 
+// drawTransport picks a reset for a request that is not a Kinesis Put ("" for
+// none); only with AllRequests.
+func (p *Proxy) drawTransport() Fault {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.cfg.AllRequests || p.cfg.ResetBefore+p.cfg.ResetAfter <= 0 {
+		return ""
+	}
+	u := p.rng.Float64()
+	if u < p.cfg.ResetBefore {
+		return FaultResetBefore
+	}
+	if u < p.cfg.ResetBefore+p.cfg.ResetAfter {
+		return FaultResetAfter
+	}
+	return ""
+}
+
+// drawLatency returns how long to hold a request (0 for not at all).
+func (p *Proxy) drawLatency(put bool) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.Latency <= 0 || !put && !p.cfg.AllRequests {
+		return 0
+	}
+	if p.rng.Float64() >= p.cfg.Latency {
+		return 0
+	}
+	d := p.cfg.LatencyMin
+	if spread := p.cfg.LatencyMax - p.cfg.LatencyMin; spread > 0 {
+		d += time.Duration(p.rng.Int64N(int64(spread) + 1))
+	}
+	p.stats.Faults[FaultLatency]++
+	return d
+}
+
+// reset closes the client's connection abruptly (TCP RST where possible)
+// instead of answering.
+func (p *Proxy) reset(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// Not hijackable (HTTP/2): the closest is aborting the handler.
+		panic(http.ErrAbortHandler)
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+// hold waits d, or less if the client gives up; false if it gave up.
+func hold(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// forwardAndDrop sends body to the target, reads the whole answer, and then
+// resets the client's connection: the target acted, the client never hears.
+func (p *Proxy) forwardAndDrop(w http.ResponseWriter, r *http.Request, body []byte) {
+	out := r.Clone(r.Context())
+	out.URL.Scheme, out.URL.Host = p.target.Scheme, p.target.Host
+	out.URL.Path = singleJoiningSlash(p.target.Path, r.URL.Path)
+	out.RequestURI = ""
+	out.Host = r.Host // the signed Host header
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	out.Header = r.Header.Clone()
+	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp, err := p.transport.RoundTrip(out)
+	if err != nil {
+		p.count(func(s *Stats) { s.Errors++ })
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	p.reset(w)
+}
+
+func singleJoiningSlash(a, b string) string {
+	switch {
+	case a == "" || a == "/":
+		return b
+	case strings.HasSuffix(a, "/") && strings.HasPrefix(b, "/"):
+		return a + b[1:]
+	case !strings.HasSuffix(a, "/") && !strings.HasPrefix(b, "/"):
+		return a + "/" + b
+	}
+	return a + b
+}
+
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	action := ""
 	if t := r.Header.Get("X-Amz-Target"); strings.HasPrefix(t, targetPrefix) {
 		action = strings.TrimPrefix(t, targetPrefix)
 	}
 	p.count(func(s *Stats) { s.Requests[action]++ })
-	if action != "PutRecords" && action != "PutRecord" {
-		p.rp.ServeHTTP(w, r)
+	if p.Down() {
+		p.count(func(s *Stats) { s.Faults[FaultDown]++ })
+		p.reset(w)
+		return
+	}
+	put := action == "PutRecords" || action == "PutRecord"
+	if d := p.drawLatency(put); d > 0 {
+		// Read the body first: only then does the server notice a client that gives up.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			p.count(func(s *Stats) { s.Errors++ })
+			p.reset(w)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !hold(r, d) {
+			return // the client gave up: nothing is forwarded
+		}
+	}
+	if !put {
+		switch p.drawTransport() {
+		case FaultResetBefore:
+			p.count(func(s *Stats) { s.Faults[FaultResetBefore]++ })
+			p.reset(w)
+		case FaultResetAfter:
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				p.count(func(s *Stats) { s.Errors++ })
+				p.reset(w)
+				return
+			}
+			p.count(func(s *Stats) { s.Faults[FaultResetAfter]++ })
+			p.forwardAndDrop(w, r, body)
+		default:
+			p.rp.ServeHTTP(w, r)
+		}
 		return
 	}
 
@@ -290,6 +494,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch fault {
+	case FaultResetBefore:
+		p.count(func(s *Stats) { s.Faults[fault]++ })
+		p.reset(w)
+
+	case FaultResetAfter:
+		p.count(func(s *Stats) { s.Faults[fault]++; s.RecordsForwarded += n })
+		p.forwardAndDrop(w, r, body)
+
 	case FaultAllFailedLocalStack:
 		if action == "PutRecord" {
 			p.count(func(s *Stats) { s.Faults[fault]++; s.RecordsFailed++ })
