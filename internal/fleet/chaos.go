@@ -431,8 +431,9 @@ func mutBadJSON(c *chaosCtx) string {
 		return "two JSON objects in one body"
 	default:
 		if r.IntN(2) == 0 {
-			c.text = slices.Concat([]byte("\xef\xbb\xbf"), js)
-			return "UTF-8 byte order mark before the JSON"
+			// A leading BOM is allowed (RFC 8259); inside the document it is no JSON whitespace.
+			c.text = slices.Concat(js[:1], []byte("\xef\xbb\xbf"), js[1:])
+			return "UTF-8 byte order mark inside the JSON"
 		}
 		c.text = []byte(strings.Replace(string(js), `"submission_id"`, `submission_id`, 1))
 		return "unquoted key"
