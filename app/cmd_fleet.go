@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -254,7 +253,7 @@ func runFleet(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fmt.Fprintln(stdout, "fleet: "+fleetPlan(sender.Config()))
 
-	terminal := fleetIsTerminal(stdout) && strings.TrimSpace(getenv("TERM")) != "dumb"
+	terminal := isTerminal(stdout) && strings.TrimSpace(getenv("TERM")) != "dumb"
 	bar := terminal && (o.cfg.Count > 0 || o.cfg.Duration > 0)
 	stopShow := fleetShowProgress(sender, stdout, bar)
 	st, err := sender.Run(ctx)
@@ -399,14 +398,4 @@ func fleetShowProgress(s *fleet.Sender, w io.Writer, bar bool) (stop func()) {
 		close(done)
 		wg.Wait()
 	}
-}
-
-// fleetIsTerminal reports whether w is a terminal (a character device).
-func fleetIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -88,7 +88,7 @@ func TestFleetProgressLines(t *testing.T) {
 	assert.Contains(t, fleetBar(fleet.Stats{}, fleet.Config{Count: 5}), "[>                       ]   0% sent 0/5, errors 0, 0.0/s, ETA ?")
 	assert.Equal(t, "sent 20 (17 valid, 2 partly invalid, 1 invalid; 3 chaotic), failed 1 (1 failed calls, see the log), 4.0/s over 5s",
 		fleetSummary(fleet.Stats{Sent: 20, Valid: 17, Partial: 2, Invalid: 1, Chaos: 3, Failed: 1, Errors: 1, LastError: "boom", Elapsed: 5 * time.Second}))
-	assert.False(t, fleetIsTerminal(&bytes.Buffer{}))
+	assert.False(t, isTerminal(&bytes.Buffer{}))
 }
 
 var timeCreatedRE = regexp.MustCompile(`"time_created": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?)"`)

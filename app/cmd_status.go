@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +43,7 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	s := &statusProbe{sqs: sqs.NewFromConfig(awsCfg), metricsURL: *metricsURL, res: res, http: &http.Client{Timeout: 2 * time.Second}}
 
-	terminal := writerIsTerminal(stdout)
+	terminal := isTerminal(stdout)
 	start := time.Now()
 	var first, last statusSample
 	for i := 0; ; i++ {
@@ -215,13 +214,4 @@ func depth(n int) string {
 		return "?"
 	}
 	return strconv.Itoa(n)
-}
-
-func writerIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

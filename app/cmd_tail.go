@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,16 +90,6 @@ func runTail(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	return tail(ctx, kinesis.NewFromConfig(cfg), opts, stdout, stderr)
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func parseTailFlags(args []string, getenv func(string) string, terminal bool, stdout, stderr io.Writer) (tailOptions, error) {

@@ -87,7 +87,7 @@ func quietHelp(err error) error {
 // LOG_FORMAT says which.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	if cfg.LogFormat == "text" || (cfg.LogFormat != "json" && writerIsTerminal(w)) {
+	if cfg.LogFormat == "text" || (cfg.LogFormat != "json" && isTerminal(w)) {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -69,4 +70,15 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, allow
 		return usagef("%s: unexpected arguments %q", fs.Name(), strings.Join(fs.Args(), " "))
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal (a character device): progress bars, redrawn lines
+// and text logs are for people; pipes and files get plain lines and JSON.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
