@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -187,26 +186,6 @@ func parseFleetFlags(args []string, getenv func(string) string, stdout, stderr i
 	return o, nil
 }
 
-// fleetLogger builds the logger from LOG_LEVEL and LOG_FORMAT, as the processor does.
-func fleetLogger(getenv func(string) string, stderr io.Writer) (*slog.Logger, error) {
-	cfg := Config{LogLevel: slog.LevelInfo, LogFormat: "auto"}
-	if v := strings.ToLower(strings.TrimSpace(getenv("LOG_LEVEL"))); v != "" {
-		switch v {
-		case "debug", "info", "warn", "error":
-			_ = cfg.LogLevel.UnmarshalText([]byte(v))
-		default:
-			return nil, usagef("LOG_LEVEL: must be one of debug, info, warn, error, got %q", getenv("LOG_LEVEL"))
-		}
-	}
-	if v := strings.ToLower(strings.TrimSpace(getenv("LOG_FORMAT"))); v != "" {
-		if v != "auto" && v != "json" && v != "text" {
-			return nil, usagef("LOG_FORMAT: must be one of auto, json, text, got %q", getenv("LOG_FORMAT"))
-		}
-		cfg.LogFormat = v
-	}
-	return newLogger(cfg, stderr), nil
-}
-
 // runFleet is `event-processor fleet`: it parses the flags, resolves the queue and runs a
 // fleet.Sender, showing its progress on stdout.
 func runFleet(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -214,7 +193,7 @@ func runFleet(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	logger, err := fleetLogger(getenv, stderr)
+	logger, err := loggerFromEnv(getenv, stderr)
 	if err != nil {
 		return err
 	}

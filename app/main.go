@@ -83,6 +83,21 @@ func quietHelp(err error) error {
 	return err
 }
 
+// loggerFromEnv builds the logger from LOG_LEVEL and LOG_FORMAT alone, with the processor's
+// rules, for the tools: they need none of its other settings.
+func loggerFromEnv(getenv func(string) string, w io.Writer) (*slog.Logger, error) {
+	cfg, err := LoadConfig(func(name string) string {
+		if name == "LOG_LEVEL" || name == "LOG_FORMAT" {
+			return getenv(name)
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newLogger(cfg, w), nil
+}
+
 // newLogger logs in text for a person at a terminal and in JSON lines for a log pipeline, unless
 // LOG_FORMAT says which.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
