@@ -242,10 +242,6 @@ func fillFromJSON(s *Submission, bad []string) {
 	for _, b := range bad {
 		isBad[b] = true
 	}
-	known := map[string][]string{
-		TypeNewProcess:        {"cmdl", "user"},
-		TypeNetworkConnection: {"source_ip", "destination_ip", "destination_port"},
-	}
 	for _, kv := range orderedObject(top["events"]) {
 		var entries []json.RawMessage
 		if json.Unmarshal(kv.value, &entries) != nil {
@@ -258,7 +254,7 @@ func fillFromJSON(s *Submission, bad []string) {
 				e.Data = m
 				if e.Valid {
 					e.Data = map[string]any{}
-					for _, f := range known[kv.key] {
+					for _, f := range knownFields[kv.key] {
 						e.Data[f] = m[f]
 					}
 				}

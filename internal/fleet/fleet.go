@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,7 +132,11 @@ func (s Submission) InvalidEvents() []Event {
 // INVALID_EVENTS=skip, a copy of it) to the DLQ: it is invalid or has at
 // least one invalid event.
 func (s Submission) WantDLQ() bool {
-	return !s.Valid || len(s.InvalidEvents()) > 0
+	return !s.Valid || s.hasInvalidEvent()
+}
+
+func (s Submission) hasInvalidEvent() bool {
+	return slices.ContainsFunc(s.Events, func(e Event) bool { return !e.Valid })
 }
 
 // CanonicalSubmissionID is the submission_id as the processor emits it (lower

@@ -531,7 +531,7 @@ func (s *Sender) record(sub Submission, err error) {
 		switch {
 		case !sub.Valid:
 			s.stats.Invalid++
-		case len(sub.InvalidEvents()) > 0:
+		case sub.hasInvalidEvent():
 			s.stats.Partial++
 		default:
 			s.stats.Valid++
