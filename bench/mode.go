@@ -217,7 +217,6 @@ type child struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logPath string
-	logFile *os.File
 	stdout  bytes.Buffer
 	peakKiB int         // largest VmHWM seen (sampleRSS)
 	cpu     []cpuSample // CPU time used so far, sampled while it runs (sampleCPU)
@@ -270,7 +269,7 @@ func startChild(cmd *exec.Cmd, logPath string, captureStdout bool) (*child, erro
 	if err != nil {
 		return nil, err
 	}
-	c := &child{cmd: cmd, exited: make(chan struct{}), logPath: logPath, logFile: f}
+	c := &child{cmd: cmd, exited: make(chan struct{}), logPath: logPath}
 	cmd.Stderr = f
 	if captureStdout {
 		cmd.Stdout = &c.stdout

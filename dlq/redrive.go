@@ -106,7 +106,6 @@ type redrive struct {
 	in      *Inspector
 	cfg     RedriveConfig
 	res     RedriveResult
-	chosen  int               // messages that passed the filter (moved or would move)
 	targets map[string]target // resolved queue names and URLs
 }
 
@@ -115,7 +114,7 @@ type target struct {
 	err error
 }
 
-func (r *redrive) full() bool { return r.cfg.Max > 0 && r.chosen >= r.cfg.Max }
+func (r *redrive) full() bool { return r.cfg.Max > 0 && len(r.res.Entries) >= r.cfg.Max }
 
 func (r *redrive) run(ctx context.Context, s *session) error {
 	for !s.done() && !r.full() {
@@ -132,7 +131,6 @@ func (r *redrive) run(ctx context.Context, s *session) error {
 				r.res.Skipped++
 				continue
 			}
-			r.chosen++
 			e := RedriveEntry{MessageID: m.ID, SubmissionID: m.SubmissionID, Class: m.Class()}
 			e.Target, e.Err = r.target(ctx, m)
 			switch {

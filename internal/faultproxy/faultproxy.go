@@ -152,7 +152,6 @@ type Stats struct {
 type Proxy struct {
 	url    string
 	srv    *http.Server
-	ln     net.Listener
 	rp     *httputil.ReverseProxy
 	served chan struct{}
 	target *url.URL
@@ -179,7 +178,6 @@ func Start(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{
 		url:    "http://" + ln.Addr().String(),
-		ln:     ln,
 		cfg:    cfg,
 		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6661756c74737321)), // "faults!!"
 		served: make(chan struct{}),

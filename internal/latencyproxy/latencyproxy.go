@@ -183,9 +183,6 @@ func Action(target string) string {
 // endpoint.
 func (p *Proxy) URL() string { return p.url }
 
-// RTT is the delay added to each request.
-func (p *Proxy) RTT() time.Duration { return p.rtt }
-
 // Stats returns a copy of the counts.
 func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
