@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -113,35 +111,22 @@ func (e *emulators) Stop() {
 	_ = e.log.Close()
 }
 
-func awsConfig() aws.Config {
-	return aws.Config{
-		Region:      testenv.Region,
-		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(testenv.AccessKeyID, testenv.SecretAccessKey, "")),
-	}
-}
-
+// sqsClient, kinesisClient and awsEnviron reach the given endpoints (an emulator or a proxy in
+// front of it) with the emulators' region and static credentials.
 func sqsClient(endpoint string) *sqs.Client {
-	return sqs.NewFromConfig(awsConfig(), func(o *sqs.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	env := &testenv.Env{SQSEndpoint: endpoint}
+	return sqs.NewFromConfig(env.AWSConfig(), env.SQSOptions)
 }
 
 func kinesisClient(endpoint string) *kinesis.Client {
-	return kinesis.NewFromConfig(awsConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	env := &testenv.Env{KinesisEndpoint: endpoint}
+	return kinesis.NewFromConfig(env.AWSConfig(), env.KinesisOptions)
 }
 
-// awsEnviron is what a child process needs to reach the given endpoints with static
-// credentials; append it to os.Environ() (exec.Cmd keeps the last value of a repeated key).
+// awsEnviron is what a child process needs; append it to os.Environ() (exec.Cmd keeps the last
+// value of a repeated key).
 func awsEnviron(sqsEndpoint, kinesisEndpoint string) []string {
-	return []string{
-		"AWS_REGION=" + testenv.Region,
-		"AWS_DEFAULT_REGION=" + testenv.Region,
-		"AWS_ACCESS_KEY_ID=" + testenv.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + testenv.SecretAccessKey,
-		"AWS_SESSION_TOKEN=",
-		"AWS_PROFILE=",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_ENDPOINT_URL_SQS=" + sqsEndpoint,
-		"AWS_ENDPOINT_URL_KINESIS=" + kinesisEndpoint,
-	}
+	return (&testenv.Env{SQSEndpoint: sqsEndpoint, KinesisEndpoint: kinesisEndpoint}).Environ()
 }
 
 func lastBytes(b []byte, n int) string {

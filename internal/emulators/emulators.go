@@ -382,6 +382,7 @@ func (e *Env) Environ() []string {
 		"AWS_ACCESS_KEY_ID=" + AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY=" + SecretAccessKey,
 		"AWS_SESSION_TOKEN=",
+		"AWS_PROFILE=", // a developer's profile must not leak in
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
 	if e.SQSEndpoint != "" {
