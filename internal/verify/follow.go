@@ -458,16 +458,18 @@ func (r *reader) run(ctx context.Context) {
 		return
 	}
 	caughtUp := false
-	throttled := 0
 	for {
 		if iter == nil {
 			r.send(ctx, event{end: true, closed: true})
 			return
 		}
-		res, err := r.f.Client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(r.cfg.limit)})
+		var res *kinesis.GetRecordsOutput
+		err := r.cfg.retryThrottled(ctx, "GetRecords "+r.shard, func() (err error) {
+			res, err = r.f.Client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(r.cfg.limit)})
+			return err
+		})
 		switch {
 		case err == nil:
-			throttled = 0
 		case ctx.Err() != nil:
 			return
 		case isExpiredIterator(err):
@@ -478,15 +480,6 @@ func (r *reader) run(ctx context.Context) {
 			r.cfg.logf("GetRecords %s: shard iterator expired; renewing it after %s", r.shard, after)
 			if iter, err = r.iterator(ctx); err != nil {
 				r.fail(ctx, err)
-				return
-			}
-			continue
-		case isThrottled(err):
-			throttled++
-			if throttled == 1 || throttled%10 == 0 {
-				r.cfg.logf("GetRecords %s: throttled (%d in a row), backing off: %v", r.shard, throttled, err)
-			}
-			if sleep(ctx, r.cfg.backoff.Delay(throttled)) != nil {
 				return
 			}
 			continue
