@@ -46,7 +46,7 @@ func (in *Inspector) List(ctx context.Context, cfg ListConfig) (ListResult, erro
 			m.Body = ""
 		}
 		res.Messages = append(res.Messages, m)
-		return cfg.Limit == 0 || len(res.Messages) < cfg.Limit
+		return true
 	})
 	res.More = cfg.Limit > 0 && len(res.Messages) >= cfg.Limit && !s.done()
 	res.Released = s.release(ctx)
@@ -115,7 +115,7 @@ func (in *Inspector) Find(ctx context.Context, cfg FindConfig) (FindResult, erro
 		if strings.EqualFold(m.SubmissionID, id) {
 			res.Matches = append(res.Matches, m)
 		}
-		return cfg.Limit == 0 || res.Read < cfg.Limit
+		return true
 	})
 	s.release(ctx)
 	SortMessages(res.Matches)
@@ -144,7 +144,7 @@ func (s *session) each(ctx context.Context, limit int, visit func(Message) bool)
 		}
 		for _, m := range fresh {
 			visited++
-			if !visit(m) {
+			if !visit(m) || (limit > 0 && visited >= limit) {
 				return nil
 			}
 		}

@@ -108,7 +108,7 @@ func (in *Inspector) Stats(ctx context.Context, cfg StatsConfig) (Stats, error) 
 		for k := range kinds {
 			byReason[k]++
 		}
-		return cfg.Limit == 0 || st.Read < cfg.Limit
+		return true
 	})
 	st.More = cfg.Limit > 0 && st.Read >= cfg.Limit && !s.done()
 	s.release(ctx)
