@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/event-processor/event-processor/handlers"
+	"github.com/event-processor/event-processor/publishers"
 	"github.com/event-processor/event-processor/subscribers"
 )
 
@@ -25,6 +26,10 @@ type pipelineMetrics struct {
 	messageAge      prometheus.Histogram
 	redeliveries    prometheus.Counter
 	inFlight        prometheus.Gauge
+	latency         *prometheus.HistogramVec
+	dlqSends        *prometheus.CounterVec
+	deleted         prometheus.Counter
+	deleteFailures  *prometheus.CounterVec
 }
 
 func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
@@ -72,25 +77,109 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 		Namespace: "event_processor", Name: "in_flight_submissions",
 		Help: "Submissions being handled right now.",
 	})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "event_processor", Name: "submission_latency_seconds",
+		Help: "End-to-end time of a handled submission, from SQS SentTimestamp until the processor is done with it, by outcome: " +
+			"valid, when its last event is written; partial, when its last valid event is written and its DLQ copy sent; " +
+			"invalid, when its DLQ copy is sent. Observed once the message is acked; a failed attempt is not observed.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 3, 12), // 10ms .. ~30 min
+	}, []string{"outcome"})
+	m.dlqSends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "event_processor", Name: "dlq_sends_total",
+		Help: "Rejected submissions the processor sent to the DLQ, by class (invalid_submission, invalid_events, rejected_events).",
+	}, []string{"class"})
+	m.deleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "event_processor", Name: "messages_deleted_total",
+		Help: "Messages SQS confirmed deleted from the source queue (DeleteMessageBatch) after they were handled.",
+	})
+	m.deleteFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "event_processor", Name: "message_delete_failures_total",
+		Help: "Deletes from the source queue that failed, by error code; each is retried, or the message is redelivered.",
+	}, []string{"code"})
 	reg.MustRegister(m.submissions, m.eventsPublished, m.eventsDropped, m.putCalls, m.putRecords, m.putFailed, m.putLatency,
-		m.messageAge, m.redeliveries, m.inFlight)
+		m.messageAge, m.redeliveries, m.inFlight, m.latency, m.dlqSends, m.deleted, m.deleteFailures)
 	return m
 }
 
 // Middleware measures each message the router hands to the handler: its age, whether it is a
-// redelivery, and how many are being handled at once.
+// redelivery, how many are being handled at once and, once the rest of the chain is done with it
+// (records written, DLQ copy sent), its end-to-end latency.
 func (m *pipelineMetrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		if sent, err := strconv.ParseInt(msg.Metadata.Get(subscribers.SentTimestampKey), 10, 64); err == nil {
-			m.messageAge.Observe(time.Since(time.UnixMilli(sent)).Seconds())
+		sentMillis, sentErr := strconv.ParseInt(msg.Metadata.Get(subscribers.SentTimestampKey), 10, 64)
+		sent := time.UnixMilli(sentMillis)
+		if sentErr == nil {
+			m.messageAge.Observe(time.Since(sent).Seconds())
 		}
 		if n, err := strconv.Atoi(msg.Metadata.Get(subscribers.ReceiveCountKey)); err == nil && n > 1 {
 			m.redeliveries.Inc()
 		}
 		m.inFlight.Inc()
 		defer m.inFlight.Dec()
-		return h(msg)
+		produced, err := h(msg)
+		if err == nil && sentErr == nil {
+			m.latency.WithLabelValues(string(outcomeOf(msg))).Observe(time.Since(sent).Seconds())
+		}
+		return produced, err
 	}
+}
+
+// outcomeOf tells from the class the handler put on a message it rejected what became of it.
+func outcomeOf(msg *message.Message) handlers.Outcome {
+	switch msg.Metadata.Get(publishers.DLQClassKey) {
+	case "":
+		return handlers.OutcomeValid
+	case handlers.ClassInvalidEvents:
+		return handlers.OutcomePartial
+	default:
+		return handlers.OutcomeInvalid
+	}
+}
+
+// dlqClass is the class label of a DLQ send: the handler's class, anything else folded into
+// "other" so that the label stays a short, fixed set.
+func dlqClass(msg *message.Message) string {
+	switch c := msg.Metadata.Get(publishers.DLQClassKey); c {
+	case handlers.ClassInvalidSubmission, handlers.ClassInvalidEvents, handlers.ClassRejectedEvents:
+		return c
+	default:
+		return "other"
+	}
+}
+
+// DLQSent implements dlqObserver.
+func (m *pipelineMetrics) DLQSent(msg *message.Message) {
+	m.dlqSends.WithLabelValues(dlqClass(msg)).Inc()
+}
+
+// DeleteBatchDone implements subscribers.SQSObserver.
+func (m *pipelineMetrics) DeleteBatchDone(_ string, deleted int, failures map[string]int) {
+	m.deleted.Add(float64(deleted))
+	for code, n := range failures {
+		m.deleteFailures.WithLabelValues(code).Add(float64(n))
+	}
+}
+
+// dlqObserver is told about every message that reached the DLQ.
+type dlqObserver interface {
+	DLQSent(msg *message.Message)
+}
+
+// observedPublisher is the DLQ publisher given to the poison-queue middleware, decorated: every
+// message it published successfully is reported to the observer.
+type observedPublisher struct {
+	message.Publisher
+	observer dlqObserver
+}
+
+func (p observedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if err := p.Publisher.Publish(topic, msgs...); err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		p.observer.DLQSent(msg)
+	}
+	return nil
 }
 
 // SubmissionHandled implements handlers.Observer.

@@ -87,6 +87,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		VisibilityTimeout: cfg.VisibilityTimeout,
 		MaxInFlight:       cfg.MaxInFlight,
 		DrainTimeout:      drain,
+		Observer:          pipeline,
 		Logger:            wmLogger,
 	})
 	if err != nil {
@@ -100,6 +101,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Stream:        cfg.StreamName,
 		DLQ:           dlq,
 		DLQTopic:      target.dlqURL,
+		DLQObserver:   pipeline,
 		InvalidEvents: cfg.InvalidEvents,
 		PartitionKey:  cfg.PartitionKey,
 		Retry:         defaultRetry(),

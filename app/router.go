@@ -25,6 +25,9 @@ type routerDeps struct {
 
 	DLQ      message.Publisher
 	DLQTopic string
+	// DLQObserver, when set, is told about every message the poison-queue middleware got into
+	// the DLQ. Nil: none.
+	DLQObserver dlqObserver
 
 	InvalidEvents handlers.InvalidEventsPolicy
 	PartitionKey  schemas.PartitionKey
@@ -63,7 +66,11 @@ func newRouter(d routerDeps) (*message.Router, error) {
 		metrics.NewPrometheusMetricsBuilder(d.Registry, "event_processor", "").AddPrometheusRouterMetrics(router)
 	}
 
-	poison, err := middleware.PoisonQueueWithFilter(d.DLQ, d.DLQTopic, handlers.IsRejection)
+	dlq := d.DLQ
+	if d.DLQObserver != nil {
+		dlq = observedPublisher{Publisher: dlq, observer: d.DLQObserver}
+	}
+	poison, err := middleware.PoisonQueueWithFilter(dlq, d.DLQTopic, handlers.IsRejection)
 	if err != nil {
 		return nil, fmt.Errorf("poison queue: %w", err)
 	}

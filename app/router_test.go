@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -11,11 +12,14 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/event-processor/event-processor/handlers"
 	"github.com/event-processor/event-processor/publishers"
+	"github.com/event-processor/event-processor/subscribers"
 )
 
 // flaky is a publisher that fails (or panics) for its first failures calls, then records.
@@ -66,12 +70,19 @@ type pipeline struct {
 // (it redelivers a nacked message at once), flaky publishers for Kinesis and the DLQ.
 func startPipeline(t *testing.T, records, dlq *flaky) *pipeline {
 	t.Helper()
+	return startMeasuredPipeline(t, records, dlq, nil)
+}
+
+// startMeasuredPipeline is startPipeline with the processor's metrics wired as in production
+// (nil: none).
+func startMeasuredPipeline(t *testing.T, records, dlq *flaky, m *pipelineMetrics) *pipeline {
+	t.Helper()
 	input := gochannel.NewGoChannel(gochannel.Config{}, nil)
 	retry := defaultRetry()
 	retry.MaxRetries = 2
 	retry.InitialInterval = time.Millisecond
 	retry.MaxInterval = 2 * time.Millisecond
-	router, err := newRouter(routerDeps{
+	deps := routerDeps{
 		Subscriber:   input,
 		Queue:        "submissions",
 		Records:      records,
@@ -81,7 +92,11 @@ func startPipeline(t *testing.T, records, dlq *flaky) *pipeline {
 		Retry:        retry,
 		CloseTimeout: 5 * time.Second,
 		Logger:       slog.New(slog.DiscardHandler),
-	})
+	}
+	if m != nil {
+		deps.Observer, deps.DLQObserver, deps.Measure = m, m, m.Middleware
+	}
+	router, err := newRouter(deps)
 	require.NoError(t, err)
 	go func() { _ = router.Run(t.Context()) }()
 	<-router.Running()
@@ -93,7 +108,15 @@ func startPipeline(t *testing.T, records, dlq *flaky) *pipeline {
 }
 
 func (p *pipeline) send(t *testing.T, doc string) *message.Message {
+	return p.sendAt(t, doc, time.Time{})
+}
+
+// sendAt sends doc as if SQS had received it at sent (zero: no SentTimestamp).
+func (p *pipeline) sendAt(t *testing.T, doc string, sent time.Time) *message.Message {
 	msg := message.NewMessage("m-1", []byte(base64.StdEncoding.EncodeToString([]byte(doc))))
+	if !sent.IsZero() {
+		msg.Metadata.Set(subscribers.SentTimestampKey, strconv.FormatInt(sent.UnixMilli(), 10))
+	}
 	require.NoError(t, p.input.Publish("submissions", msg))
 	return msg
 }
@@ -173,4 +196,78 @@ func TestRouterRedeliversWhenTheDLQFails(t *testing.T) {
 		ids[m.UUID] = true
 	}
 	assert.Len(t, ids, 1, "redelivery repeats the same event id")
+}
+
+func TestRouterFunnelMetrics(t *testing.T) {
+	// The DLQ fails twice: the broken submission is handled three times (redeliveries count
+	// again) but reaches the DLQ once, and only that successful send counts; its latency is
+	// observed once, when it is done.
+	reg := prometheus.NewRegistry()
+	m := newPipelineMetrics(reg)
+	p := startMeasuredPipeline(t, &flaky{}, &flaky{failures: 2}, m)
+
+	start := time.Now()
+	p.sendAt(t, validDoc, start.Add(-2*time.Second))
+	require.Eventually(t, func() bool { _, pub := p.records.state(); return len(pub) == 2 }, 5*time.Second, 5*time.Millisecond)
+	p.sendAt(t, brokenDoc, start)
+	require.Eventually(t, func() bool { _, pub := p.dlq.state(); return len(pub) == 1 }, 5*time.Second, 5*time.Millisecond)
+	p.sendAt(t, partlyDoc, start)
+	require.Eventually(t, func() bool { _, pub := p.dlq.state(); return len(pub) == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return valueOf(t, m.inFlight) == 0 }, 5*time.Second, 5*time.Millisecond)
+
+	assert.Equal(t, 1.0, valueOf(t, m.submissions.WithLabelValues("valid", "")))
+	assert.Equal(t, 3.0, valueOf(t, m.submissions.WithLabelValues("invalid", handlers.ClassInvalidSubmission)))
+	assert.Equal(t, 1.0, valueOf(t, m.submissions.WithLabelValues("partial", handlers.ClassInvalidEvents)))
+	assert.Equal(t, 3.0, valueOf(t, m.eventsPublished))
+
+	assert.Equal(t, 1.0, valueOf(t, m.dlqSends.WithLabelValues(handlers.ClassInvalidSubmission)), "failed DLQ sends do not count")
+	assert.Equal(t, 1.0, valueOf(t, m.dlqSends.WithLabelValues(handlers.ClassInvalidEvents)))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	latency := map[string]*dto.Histogram{}
+	for _, f := range families {
+		switch f.GetName() {
+		case "event_processor_dlq_sends_total":
+			assert.Len(t, f.GetMetric(), 2, "no other class")
+		case "event_processor_submission_latency_seconds":
+			for _, metric := range f.GetMetric() {
+				latency[metric.GetLabel()[0].GetValue()] = metric.GetHistogram()
+			}
+		}
+	}
+	require.Len(t, latency, 3, "one series per outcome")
+	for outcome, h := range latency {
+		assert.EqualValuesf(t, 1, h.GetSampleCount(), "%s: observed once, when done", outcome)
+	}
+	assert.GreaterOrEqual(t, latency["valid"].GetSampleSum(), 2.0, "measured from SentTimestamp")
+	assert.Less(t, latency["valid"].GetSampleSum(), 2.0+time.Since(start).Seconds()+0.01)
+}
+
+func TestObservedPublisherCountsOnlySuccessfulSends(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newPipelineMetrics(reg)
+	dlq := &flaky{failures: 1}
+	pub := observedPublisher{Publisher: dlq, observer: m}
+	msg := func(class string) *message.Message {
+		out := message.NewMessage("m", nil)
+		out.Metadata.Set(publishers.DLQClassKey, class)
+		return out
+	}
+	require.Error(t, pub.Publish("dlq", msg(handlers.ClassInvalidSubmission)))
+	require.NoError(t, pub.Publish("dlq", msg(handlers.ClassInvalidSubmission), msg(handlers.ClassRejectedEvents)))
+	require.NoError(t, pub.Publish("dlq", msg("something-unexpected")))
+	assert.Equal(t, 1.0, valueOf(t, m.dlqSends.WithLabelValues(handlers.ClassInvalidSubmission)))
+	assert.Equal(t, 1.0, valueOf(t, m.dlqSends.WithLabelValues(handlers.ClassRejectedEvents)))
+	assert.Equal(t, 1.0, valueOf(t, m.dlqSends.WithLabelValues("other")), "unknown classes fold into one label value")
+}
+
+// valueOf reads a counter or a gauge.
+func valueOf(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var out dto.Metric
+	require.NoError(t, m.Write(&out))
+	if out.Counter != nil {
+		return out.Counter.GetValue()
+	}
+	return out.Gauge.GetValue()
 }

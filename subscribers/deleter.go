@@ -29,14 +29,15 @@ type deleteRequest struct {
 // ten: one SQS call per ten submissions instead of one per submission, and a tenth of the SDK's
 // per-call CPU. A delete waits at most linger for company.
 type batchDeleter struct {
-	client  deleteAPI
-	linger  time.Duration
-	timeout time.Duration
-	in      chan deleteRequest
+	client   deleteAPI
+	linger   time.Duration
+	timeout  time.Duration
+	observer SQSObserver // nil: none
+	in       chan deleteRequest
 }
 
-func newBatchDeleter(client deleteAPI, linger, timeout time.Duration) *batchDeleter {
-	return &batchDeleter{client: client, linger: linger, timeout: timeout, in: make(chan deleteRequest)}
+func newBatchDeleter(client deleteAPI, linger, timeout time.Duration, observer SQSObserver) *batchDeleter {
+	return &batchDeleter{client: client, linger: linger, timeout: timeout, observer: observer, in: make(chan deleteRequest)}
 }
 
 // delete deletes one message, batched with others, and reports how it went.
@@ -96,19 +97,27 @@ func (d *batchDeleter) send(queueURL string, batch []deleteRequest) {
 	defer cancel()
 	out, err := d.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
 	if err != nil {
+		d.observe(queueURL, 0, map[string]int{errorCode(err): len(batch)})
 		for _, req := range batch {
 			req.done <- err
 		}
 		return
 	}
+	results := make([]error, len(batch))
 	answered := make([]bool, len(batch))
+	deleted, failures := 0, map[string]int{}
 	for _, f := range out.Failed {
 		i, convErr := strconv.Atoi(aws.ToString(f.Id))
 		if convErr != nil || i < 0 || i >= len(batch) || answered[i] {
 			continue
 		}
 		answered[i] = true
-		batch[i].done <- fmt.Errorf("delete: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+		results[i] = fmt.Errorf("delete: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+		code := aws.ToString(f.Code)
+		if code == "" {
+			code = "unknown"
+		}
+		failures[code]++
 	}
 	for _, s := range out.Successful {
 		i, convErr := strconv.Atoi(aws.ToString(s.Id))
@@ -116,11 +125,33 @@ func (d *batchDeleter) send(queueURL string, batch []deleteRequest) {
 			continue
 		}
 		answered[i] = true
-		batch[i].done <- nil
+		deleted++
 	}
 	for i, ok := range answered {
 		if !ok {
-			batch[i].done <- errors.New("delete: no result for this entry")
+			results[i] = errors.New("delete: no result for this entry")
+			failures["no_result"]++
 		}
 	}
+	// Told before any delete returns: whoever waited for a delete finds it counted.
+	d.observe(queueURL, deleted, failures)
+	for i, req := range batch {
+		req.done <- results[i]
+	}
+}
+
+func (d *batchDeleter) observe(queueURL string, deleted int, failures map[string]int) {
+	if d.observer != nil {
+		d.observer.DeleteBatchDone(queueURL, deleted, failures)
+	}
+}
+
+// errorCode is the API error code of a failed call (smithy.APIError's), or "request_failed" for
+// a call that got no answer from SQS (timeout, connection refused): a short, bounded label.
+func errorCode(err error) string {
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) && coded.ErrorCode() != "" {
+		return coded.ErrorCode()
+	}
+	return "request_failed"
 }

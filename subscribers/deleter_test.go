@@ -42,9 +42,37 @@ func (f *fakeDeletes) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessag
 	return out, nil
 }
 
+// countingObserver sums what the deleter reports.
+type countingObserver struct {
+	mu       sync.Mutex
+	calls    int
+	deleted  int
+	failures map[string]int
+}
+
+func (o *countingObserver) DeleteBatchDone(queueURL string, deleted int, failures map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls++
+	o.deleted += deleted
+	if o.failures == nil {
+		o.failures = map[string]int{}
+	}
+	for code, n := range failures {
+		o.failures[code] += n
+	}
+}
+
+func (o *countingObserver) totals() (calls, deleted int, failures map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.calls, o.deleted, o.failures
+}
+
 func TestBatchDeleter(t *testing.T) {
 	fake := &fakeDeletes{}
-	d := newBatchDeleter(fake, 20*time.Millisecond, time.Second)
+	observer := &countingObserver{}
+	d := newBatchDeleter(fake, 20*time.Millisecond, time.Second, observer)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.run(ctx)
@@ -77,10 +105,67 @@ func TestBatchDeleter(t *testing.T) {
 	}
 	assert.Equal(t, 25, total)
 	assert.LessOrEqual(t, len(fake.batches), 5, "deletes are batched")
+
+	calls, deleted, failures := observer.totals()
+	assert.Equal(t, len(fake.batches), calls, "one report per DeleteMessageBatch call")
+	assert.Equal(t, 24, deleted, "only confirmed deletes count")
+	assert.Equal(t, map[string]int{"ReceiptHandleIsInvalid": 1}, failures)
+}
+
+func TestBatchDeleterWithoutObserver(t *testing.T) {
+	d := newBatchDeleter(&fakeDeletes{}, time.Millisecond, time.Second, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.run(ctx)
+	require.NoError(t, d.delete(ctx, "q", "r1"))
+	require.ErrorContains(t, d.delete(ctx, "q", "bad-1"), "ReceiptHandleIsInvalid")
+}
+
+// noAnswer confirms nothing: neither Successful nor Failed names the entry.
+type noAnswer struct{}
+
+func (noAnswer) DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	return &sqs.DeleteMessageBatchOutput{}, nil
+}
+
+// apiError looks like smithy's APIError: its code names the failure.
+type apiError struct{}
+
+func (apiError) Error() string     { return "api error AccessDenied: no" }
+func (apiError) ErrorCode() string { return "AccessDenied" }
+
+type failingCall struct{ err error }
+
+func (f failingCall) DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	return nil, f.err
+}
+
+func TestBatchDeleterReportsFailures(t *testing.T) {
+	for name, tc := range map[string]struct {
+		client deleteAPI
+		code   string
+	}{
+		"unanswered entry": {noAnswer{}, "no_result"},
+		"call with a code": {failingCall{fmt.Errorf("operation error: %w", apiError{})}, "AccessDenied"},
+		"call without":     {failingCall{errors.New("connection refused")}, "request_failed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			observer := &countingObserver{}
+			d := newBatchDeleter(tc.client, time.Millisecond, time.Second, observer)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go d.run(ctx)
+			require.Error(t, d.delete(ctx, "q", "r1"))
+			calls, deleted, failures := observer.totals()
+			assert.Equal(t, 1, calls)
+			assert.Equal(t, 0, deleted)
+			assert.Equal(t, map[string]int{tc.code: 1}, failures)
+		})
+	}
 }
 
 func TestBatchDeleterCallFailure(t *testing.T) {
-	d := newBatchDeleter(&fakeDeletes{}, time.Millisecond, time.Second)
+	d := newBatchDeleter(&fakeDeletes{}, time.Millisecond, time.Second, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.run(ctx)

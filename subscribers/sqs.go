@@ -118,7 +118,7 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 	}
 	handlersCtx, cancel := context.WithCancel(context.Background())
 	client := sqs.NewFromConfig(config.AWSConfig, config.OptFns...)
-	deleter := newBatchDeleter(client, 5*time.Millisecond, 10*time.Second)
+	deleter := newBatchDeleter(client, 5*time.Millisecond, 10*time.Second, config.Observer)
 	deleterCtx, stopDeleter := context.WithCancel(context.Background())
 	go deleter.run(deleterCtx)
 	*s = SQS{

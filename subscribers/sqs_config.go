@@ -53,7 +53,22 @@ type SQSConfig struct {
 	// progress also finish within it when WaitTime is shorter. Default: 10s.
 	DrainTimeout time.Duration
 
+	// Observer, when set, is told how every DeleteMessageBatch call went (for metrics and tests).
+	// Nil: nobody is told.
+	Observer SQSObserver
+
 	Logger watermill.LoggerAdapter
+}
+
+// SQSObserver is told what the subscriber did on the queue.
+type SQSObserver interface {
+	// DeleteBatchDone is called after every DeleteMessageBatch call. deleted is how many of its
+	// entries SQS confirmed deleted; failures counts the others by error code: the entry's code
+	// (e.g. ReceiptHandleIsInvalid), the call's error code when the whole call failed (every entry
+	// then fails with it, "request_failed" when the error has no code), or "no_result" for an
+	// entry SQS did not answer. A failed delete is retried, so one message may fail, then be
+	// deleted; without a redelivery, every message is deleted at most once.
+	DeleteBatchDone(queueURL string, deleted int, failures map[string]int)
 }
 
 func (c *SQSConfig) setDefaults() {

@@ -3,6 +3,7 @@ package subscribers_test
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,9 +99,32 @@ func next(t *testing.T, out <-chan *message.Message) *message.Message {
 	}
 }
 
+// deletes counts what the subscriber reports to its Observer.
+type deletes struct {
+	mu       sync.Mutex
+	deleted  int
+	failures int
+}
+
+func (d *deletes) DeleteBatchDone(_ string, deleted int, failures map[string]int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.deleted += deleted
+	for _, n := range failures {
+		d.failures += n
+	}
+}
+
+func (d *deletes) counts() (deleted, failures int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.deleted, d.failures
+}
+
 func TestSQSAckDeletes(t *testing.T) {
 	q := newQueue(t, 25)
-	_, out := q.subscribe(t, nil)
+	observed := &deletes{}
+	sub, out := q.subscribe(t, func(c *subscribers.SQSConfig) { c.Observer = observed })
 	seen := map[string]bool{}
 	for range 25 {
 		m := next(t, out)
@@ -112,6 +136,10 @@ func TestSQSAckDeletes(t *testing.T) {
 	}
 	assert.Len(t, seen, 25)
 	require.Eventually(t, func() bool { return q.total(t) == 0 }, 5*time.Second, 50*time.Millisecond)
+	require.NoError(t, sub.Close()) // returns once every ack's delete is done
+	deleted, failures := observed.counts()
+	assert.Equal(t, 25, deleted, "every delete SQS confirmed is reported, once")
+	assert.Zero(t, failures)
 }
 
 func TestSQSNackReleasesSoonAndKeepsTheBatchGoing(t *testing.T) {
