@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/event-processor/event-processor/handlers"
+	"github.com/event-processor/event-processor/publishers"
 	"github.com/event-processor/event-processor/schemas"
 )
 
@@ -29,6 +31,10 @@ type Config struct {
 	HTTPAddr          string
 	// MaxInFlight caps the submissions being processed at once (memory and Kinesis batching).
 	MaxInFlight int
+	// ShardRecordsPerSecond and ShardBytesPerSecond pace the writes to each shard; 0 turns
+	// that limit off.
+	ShardRecordsPerSecond int
+	ShardBytesPerSecond   int
 }
 
 // usageError is bad configuration or usage: the process exits with 2.
@@ -53,6 +59,8 @@ var envSpec = []struct{ name, def, help string }{
 	{"LOG_FORMAT", "auto", "json, text, or auto: text on a terminal, JSON otherwise"},
 	{"HTTP_ADDR", ":8080", "address of /metrics, /healthz, /readyz"},
 	{"MAX_IN_FLIGHT", "256", "submissions processed at once, 1..10000"},
+	{"SHARD_RECORDS_PER_SECOND", "1000", "records per second this replica writes to one shard (Kinesis allows 1000), 0: no limit"},
+	{"SHARD_BYTES_PER_SECOND", "1048576", "bytes per second this replica writes to one shard (Kinesis allows 1 MiB), 0: no limit"},
 }
 
 // LoadConfig reads and validates the configuration. Every bad variable is named in the error.
@@ -101,6 +109,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		LogFormat:         oneOf("LOG_FORMAT", "auto", "json", "text"),
 		HTTPAddr:          get("HTTP_ADDR"),
 		MaxInFlight:       intVar("MAX_IN_FLIGHT", 1, 10000),
+
+		ShardRecordsPerSecond: intVar("SHARD_RECORDS_PER_SECOND", 0, 1_000_000),
+		ShardBytesPerSecond:   intVar("SHARD_BYTES_PER_SECOND", 0, 1<<30),
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(oneOf("LOG_LEVEL", "debug", "info", "warn", "error"))); err != nil {
 		c.LogLevel = slog.LevelInfo
@@ -114,4 +125,22 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		errs = append(errs, usagef("DLQ_NAME: must differ from QUEUE_NAME (%q)", c.QueueName))
 	}
 	return c, errors.Join(errs...)
+}
+
+// shardRateLimit is the Kinesis publisher's per-shard pace, or nil when both limits are off.
+func (c Config) shardRateLimit(lister publishers.ShardLister) *publishers.ShardRateLimit {
+	if c.ShardRecordsPerSecond == 0 && c.ShardBytesPerSecond == 0 {
+		return nil
+	}
+	unlimitedIfZero := func(n int) int {
+		if n == 0 {
+			return math.MaxInt32
+		}
+		return n
+	}
+	return &publishers.ShardRateLimit{
+		Lister:           lister,
+		RecordsPerSecond: unlimitedIfZero(c.ShardRecordsPerSecond),
+		BytesPerSecond:   unlimitedIfZero(c.ShardBytesPerSecond),
+	}
 }

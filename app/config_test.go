@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -35,6 +36,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogFormat:         "auto",
 		HTTPAddr:          ":8080",
 		MaxInFlight:       256,
+
+		ShardRecordsPerSecond: 1000,
+		ShardBytesPerSecond:   1 << 20,
 	}, cfg)
 }
 
@@ -69,6 +73,9 @@ func TestLoadConfig(t *testing.T) {
 			assert.Equal(t, "http://sqs.local:9324/000000000000/subs", c.QueueName)
 		}},
 		{"dlq equal to queue", map[string]string{"DLQ_NAME": "submissions"}, "DLQ_NAME", nil},
+		{"shard records per second 0 is allowed", map[string]string{"SHARD_RECORDS_PER_SECOND": "0"}, "", func(t *testing.T, c Config) { assert.Zero(t, c.ShardRecordsPerSecond) }},
+		{"shard records per second negative", map[string]string{"SHARD_RECORDS_PER_SECOND": "-1"}, `SHARD_RECORDS_PER_SECOND: must be an integer 0..1000000, got "-1"`, nil},
+		{"shard bytes per second not a number", map[string]string{"SHARD_BYTES_PER_SECOND": "1MiB"}, "SHARD_BYTES_PER_SECOND", nil},
 		{"blank means default", map[string]string{"BATCH_SIZE": "  "}, "", func(t *testing.T, c Config) { assert.EqualValues(t, 10, c.BatchSize) }},
 	}
 	for _, tt := range tests {
@@ -117,6 +124,32 @@ func TestRunCommandLine(t *testing.T) {
 			assert.Equal(t, tt.wantCode, code)
 			assert.Contains(t, stdout.String(), tt.wantStdout)
 			assert.Contains(t, stderr.String(), tt.wantStderr)
+		})
+	}
+}
+
+func TestShardRateLimit(t *testing.T) {
+	tests := []struct {
+		name             string
+		records, bytes   int
+		wantNil          bool
+		wantRecs, wantBy int
+	}{
+		{"both limits", 500, 4096, false, 500, 4096},
+		{"both off: no pacing", 0, 0, true, 0, 0},
+		{"records off: bytes only", 0, 4096, false, math.MaxInt32, 4096},
+		{"bytes off: records only", 500, 0, false, 500, math.MaxInt32},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			limit := Config{ShardRecordsPerSecond: tt.records, ShardBytesPerSecond: tt.bytes}.shardRateLimit(nil)
+			if tt.wantNil {
+				assert.Nil(t, limit)
+				return
+			}
+			require.NotNil(t, limit)
+			assert.Equal(t, tt.wantRecs, limit.RecordsPerSecond)
+			assert.Equal(t, tt.wantBy, limit.BytesPerSecond)
 		})
 	}
 }

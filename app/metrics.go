@@ -56,8 +56,8 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 		}),
 		putFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "event_processor", Subsystem: "kinesis", Name: "failed_records_total",
-			Help: "Records that failed and were retried, by error code.",
-		}, []string{"code"}),
+			Help: "Records that failed and were retried, by error code and shard (\"unknown\" without the per-shard pace's shard map).",
+		}, []string{"code", "shard"}),
 		putLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "event_processor", Subsystem: "kinesis", Name: "put_records_duration_seconds",
 			Help:    "Duration of PutRecords requests.",
@@ -190,11 +190,15 @@ func (m *pipelineMetrics) SubmissionHandled(outcome handlers.Outcome, class stri
 }
 
 // PutRecordsDone implements publishers.KinesisObserver.
-func (m *pipelineMetrics) PutRecordsDone(_ string, records, _ int, failures map[string]int, _ error, took time.Duration) {
+func (m *pipelineMetrics) PutRecordsDone(_ string, records, _ int, failures map[publishers.RecordFailure]int, _ error, took time.Duration) {
 	m.putCalls.Inc()
 	m.putRecords.Add(float64(records))
-	for code, n := range failures {
-		m.putFailed.WithLabelValues(code).Add(float64(n))
+	for f, n := range failures {
+		shard := f.Shard
+		if shard == "" {
+			shard = "unknown"
+		}
+		m.putFailed.WithLabelValues(f.Code, shard).Add(float64(n))
 	}
 	m.putLatency.Observe(took.Seconds())
 }

@@ -59,7 +59,12 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	wmLogger := watermill.NewSlogLogger(logger)
 	pipeline := newPipelineMetrics(registry)
-	records, err := publishers.NewKinesis(publishers.KinesisConfig{Client: kinClient, Observer: pipeline, Logger: wmLogger})
+	records, err := publishers.NewKinesis(publishers.KinesisConfig{
+		Client:         kinClient,
+		ShardRateLimit: cfg.shardRateLimit(kinClient),
+		Observer:       pipeline,
+		Logger:         wmLogger,
+	})
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@
 //
 // For each mode it starts fresh emulators (fauxqs, kinesalite), puts a latency proxy
 // (internal/latencyproxy: a fixed delay per request, standing in for the network to AWS, and a
-// count of API calls by action) in front of each, creates the queue, the DLQ and a 2-shard
+// count of API calls by action) in front of each, creates the queue, the DLQ and a 2-shard (-shards)
 // stream with `event-processor init`, pre-loads N submissions of the seeded fleet generator with
 // SendMessageBatch (straight to the emulator), and only then starts the clock and the consumer:
 //
@@ -67,6 +67,8 @@ type options struct {
 	Seed              int64         `json:"seed"`
 	Devices           int           `json:"devices"`
 	MaxInFlight       int           `json:"max_in_flight"` // 0: the processor's default
+	ShardPace         bool          `json:"shard_pace"`
+	Shards            int           `json:"shards"`
 	VisibilityTimeout int           `json:"visibility_timeout_s"`
 	BaselineMax       int           `json:"baseline_max"`
 	BaselineBudget    time.Duration `json:"-"`
@@ -87,6 +89,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the fleet generator")
 	fs.IntVar(&o.Devices, "devices", 10, "devices of the fleet (submissions are spread over them round-robin)")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "MAX_IN_FLIGHT of the processor (0: its default)")
+	fs.IntVar(&o.Shards, "shards", 2, "shards of the bench stream")
+	fs.BoolVar(&o.ShardPace, "shard-pace", false, "keep the processor's per-shard pace (1000 records/s a shard); off by default: the emulator does not enforce Kinesis limits and 2 shards would cap the run at 2000 events/s")
 	fs.IntVar(&o.VisibilityTimeout, "visibility-timeout", 30, "VISIBILITY_TIMEOUT (seconds) of the queue and the processor")
 	fs.IntVar(&o.BaselineMax, "baseline-max", 300, "the baseline handles at most this many submissions")
 	fs.DurationVar(&o.BaselineBudget, "baseline-budget", 30*time.Second, "... or for at most this long (finishing its batch)")
@@ -111,6 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-rtt must not be negative")
 	case o.Mode != "processor" && o.Mode != "baseline" && o.Mode != "both":
 		return o, fmt.Errorf("-mode must be processor, baseline or both, got %q", o.Mode)
+	case o.Shards < 1:
+		return o, errors.New("-shards must be at least 1")
 	case o.Devices < 1:
 		return o, errors.New("-devices must be at least 1")
 	case o.MaxInFlight < 0:

@@ -124,7 +124,7 @@ func (b *bench) runMode(ctx context.Context, mode string) (*ModeResult, error) {
 func (b *bench) processorEnv() []string {
 	env := []string{
 		"QUEUE_NAME=" + queueName, "DLQ_NAME=" + dlqName, "STREAM_NAME=" + streamName,
-		"SHARDS=2",
+		"SHARDS=" + strconv.Itoa(b.opts.Shards),
 		// Redelivery (a dropped response, a slow batch) must never push a valid submission into
 		// the DLQ during a bench.
 		"MAX_RECEIVES=50",
@@ -135,6 +135,9 @@ func (b *bench) processorEnv() []string {
 	}
 	if b.opts.MaxInFlight > 0 {
 		env = append(env, "MAX_IN_FLIGHT="+strconv.Itoa(b.opts.MaxInFlight))
+	}
+	if !b.opts.ShardPace {
+		env = append(env, "SHARD_RECORDS_PER_SECOND=0", "SHARD_BYTES_PER_SECOND=0")
 	}
 	return env
 }

@@ -198,8 +198,12 @@ func printTable(w io.Writer, rep *Report) {
 		mif = fmt.Sprint(o.MaxInFlight)
 	}
 	fmt.Fprintf(w, "code: %s\n", rep.Revision)
-	fmt.Fprintf(w, "run: n=%d rtt=%s seed=%d devices=%d max-in-flight=%s visibility-timeout=%ds baseline: first %d submissions or %s\n\n",
-		o.N, o.RTT, o.Seed, o.Devices, mif, o.VisibilityTimeout, min(o.N, o.BaselineMax), o.BaselineBudget)
+	pace := "off"
+	if o.ShardPace {
+		pace = "on"
+	}
+	fmt.Fprintf(w, "run: n=%d rtt=%s seed=%d devices=%d shards=%d max-in-flight=%s shard-pace=%s visibility-timeout=%ds baseline: first %d submissions or %s\n\n",
+		o.N, o.RTT, o.Seed, o.Devices, o.Shards, mif, pace, o.VisibilityTimeout, min(o.N, o.BaselineMax), o.BaselineBudget)
 
 	var proc *ModeResult
 	cols := []string{"metric"}

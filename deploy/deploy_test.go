@@ -233,7 +233,7 @@ func TestIAMPolicyProcessor(t *testing.T) {
 	a := allowed(t, "../docs/iam-policy.json")
 	assert.Equal(t, []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ReceiveMessage"}, a["submissions"])
 	assert.Equal(t, []string{"sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"}, a["submissions-dlq"])
-	assert.Equal(t, []string{"kinesis:DescribeStreamSummary", "kinesis:PutRecords"}, a["events"])
+	assert.Equal(t, []string{"kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:PutRecords"}, a["events"])
 
 	// Every call of the run path is allowed somewhere (watermill-aws adds ReceiveMessage and
 	// SendMessage, both listed above).

@@ -118,8 +118,12 @@ func (k *Kinesis) writer(stream string) (*streamWriter, error) {
 		results:   make(chan putResult, k.config.MaxInFlightRequests),
 		wake:      make(chan *sequence),
 		cancelled: make(chan *sequence),
+		listed:    make(chan listedShards),
 		closing:   k.closing,
 		done:      make(chan struct{}),
+	}
+	if k.config.ShardRateLimit != nil {
+		w.pacer = &shardPacer{limit: *k.config.ShardRateLimit}
 	}
 	k.writers[stream] = w
 	k.wg.Add(1)
@@ -135,6 +139,7 @@ type sequence struct {
 	ctx     context.Context
 	entries []types.PutRecordsRequestEntry
 	sizes   []int
+	hashes  []hashKey // of the partition keys, when shards are paced
 	done    chan error
 
 	next     int  // index of the first unwritten record
@@ -166,6 +171,12 @@ func newSequence(messages []*message.Message) (*sequence, error) {
 	return s, nil
 }
 
+// listedShards is the outcome of listing a stream's shards.
+type listedShards struct {
+	shards shardMap
+	err    error
+}
+
 type putResult struct {
 	batch []*sequence
 	out   *kinesis.PutRecordsOutput
@@ -184,12 +195,21 @@ type streamWriter struct {
 	results   chan putResult
 	wake      chan *sequence
 	cancelled chan *sequence
+	listed    chan listedShards
 	closing   <-chan struct{}
 	done      chan struct{}
 
 	ready         []*sequence
 	inFlight      int
 	lingerTimer   *time.Timer
+	pacer         *shardPacer // nil: no per-shard rate limit
+	paceTimer     *time.Timer // wakes dispatch when paced records may go
+	paceAt        time.Time   // when paceTimer fires; zero when it is stopped
+	listTimer     *time.Timer // lists the shards again
+	listing       bool
+	firstListing  bool // the first listing is not done yet: nothing is sent unpaced before it
+	listedAt      time.Time
+	listFailures  int
 	failedCalls   int // consecutive failed PutRecords calls, for the log
 	lingerArmed   bool
 	lingerExpired bool
@@ -200,9 +220,16 @@ type streamWriter struct {
 func (w *streamWriter) run() {
 	defer close(w.done)
 	w.pending = make(map[*sequence]struct{})
-	w.lingerTimer = time.NewTimer(time.Hour)
-	w.lingerTimer.Stop()
+	w.lingerTimer = stoppedTimer()
 	defer w.lingerTimer.Stop()
+	w.paceTimer = stoppedTimer()
+	defer w.paceTimer.Stop()
+	w.listTimer = stoppedTimer()
+	defer w.listTimer.Stop()
+	if w.pacer != nil {
+		w.firstListing = true
+		w.listShards()
+	}
 
 	for {
 		w.dispatch()
@@ -223,6 +250,12 @@ func (w *streamWriter) run() {
 		case <-w.lingerTimer.C:
 			w.lingerArmed = false
 			w.lingerExpired = true
+		case <-w.paceTimer.C:
+			w.paceAt = time.Time{}
+		case <-w.listTimer.C:
+			w.listShards()
+		case l := <-w.listed:
+			w.shardsListed(l)
 		case <-w.closing:
 			w.stopping = true
 			w.closing = nil
@@ -243,6 +276,16 @@ func (w *streamWriter) accept(s *sequence) {
 		return
 	}
 	w.pending[s] = struct{}{}
+	if w.pacer != nil {
+		s.hashes = make([]hashKey, len(s.entries))
+		for i, e := range s.entries {
+			if i > 0 && aws.ToString(e.PartitionKey) == aws.ToString(s.entries[i-1].PartitionKey) {
+				s.hashes[i] = s.hashes[i-1]
+				continue
+			}
+			s.hashes[i] = hashKeyOf(aws.ToString(e.PartitionKey))
+		}
+	}
 	s.stop = context.AfterFunc(s.ctx, func() {
 		select {
 		case w.cancelled <- s:
@@ -267,7 +310,7 @@ func (w *streamWriter) finish(s *sequence, err error) {
 // dispatch sends ready records while requests may be started. With a request already in flight,
 // a partial batch waits up to Linger for company, so that requests stay few and large.
 func (w *streamWriter) dispatch() {
-	for !w.stopping && len(w.ready) > 0 && w.inFlight < w.config.MaxInFlightRequests {
+	for !w.stopping && !w.firstListing && len(w.ready) > 0 && w.inFlight < w.config.MaxInFlightRequests {
 		if w.inFlight > 0 && len(w.ready) < w.config.MaxBatchRecords && !w.lingerExpired && w.config.Linger > 0 {
 			if !w.lingerArmed {
 				w.lingerTimer.Reset(w.config.Linger)
@@ -287,10 +330,13 @@ func (w *streamWriter) dispatch() {
 	}
 }
 
-// takeBatch removes from ready the sequences whose next records fit one request, oldest first.
+// takeBatch removes from ready the sequences whose next records fit one request and their
+// shards' rate limits, oldest first.
 func (w *streamWriter) takeBatch() []*sequence {
 	var batch []*sequence
 	bytes := 0
+	now := time.Now()
+	var paced time.Duration // shortest wait of a record held back by its shard's rate limit
 	rest := w.ready[:0]
 	for i, s := range w.ready {
 		if s.finished {
@@ -303,12 +349,109 @@ func (w *streamWriter) takeBatch() []*sequence {
 			rest = append(rest, w.ready[i])
 			continue
 		}
+		if w.pacer != nil {
+			wait, sh := w.pacer.admit(s.hashes[s.next], size, now)
+			if wait > 0 {
+				rest = append(rest, w.ready[i])
+				if paced == 0 || wait < paced {
+					paced = wait
+				}
+				continue
+			}
+			if sh == nil {
+				w.shardsOutdated(now)
+			}
+		}
 		batch = append(batch, s)
 		bytes += size
 	}
 	clear(w.ready[len(rest):])
 	w.ready = rest
+	if paced > 0 {
+		w.pace(now.Add(paced))
+	}
 	return batch
+}
+
+// shardID is the id of the shard of the sequence's next record, "" when unknown.
+func (w *streamWriter) shardID(s *sequence) string {
+	if w.pacer == nil || s.next >= len(s.hashes) {
+		return ""
+	}
+	if sh := w.pacer.shards.find(s.hashes[s.next]); sh != nil {
+		return sh.id
+	}
+	return ""
+}
+
+// pace makes sure dispatch runs again at the latest at t.
+func (w *streamWriter) pace(t time.Time) {
+	if !w.paceAt.IsZero() && !w.paceAt.After(t) {
+		return
+	}
+	w.paceTimer.Stop()
+	w.paceTimer.Reset(time.Until(t))
+	w.paceAt = t
+}
+
+// listShards lists the stream's shards in the background for the rate limit; the result arrives
+// on listed.
+func (w *streamWriter) listShards() {
+	if w.pacer == nil || w.listing {
+		return
+	}
+	w.listing = true
+	w.listedAt = time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), w.config.RequestTimeout)
+		defer cancel()
+		shards, err := listShardMap(ctx, w.pacer.limit.Lister, w.stream)
+		select {
+		case w.listed <- listedShards{shards: shards, err: err}:
+		case <-w.done:
+		}
+	}()
+}
+
+// shardsListed installs a new shard map. Records wait for the first listing; if it fails, they
+// are sent unpaced until a listing succeeds: Kinesis throttling and the retries' backoff still
+// bound the rate.
+func (w *streamWriter) shardsListed(l listedShards) {
+	w.listing = false
+	w.firstListing = false
+	next := w.pacer.limit.Refresh
+	if l.err != nil {
+		w.listFailures++
+		if w.listFailures == 1 {
+			w.logger.Error("Cannot list the stream's shards; records are sent without the per-shard rate limit until it works", l.err, nil)
+		}
+		next = min(next, w.config.Backoff.Delay(w.listFailures))
+	} else {
+		if w.listFailures > 0 || len(w.pacer.shards) != len(l.shards) {
+			w.logger.Info("Pacing writes per shard", watermill.LogFields{
+				"shards": len(l.shards), "records_per_second": w.pacer.limit.RecordsPerSecond, "bytes_per_second": w.pacer.limit.BytesPerSecond,
+			})
+		}
+		w.listFailures = 0
+		l.shards.carryOver(w.pacer.shards)
+		w.pacer.shards = l.shards
+	}
+	w.listTimer.Stop()
+	w.listTimer.Reset(next)
+}
+
+// shardsOutdated lists the shards again when a record's hash key is in none of them (the stream
+// was resharded), at most once per resharding-sized pause.
+func (w *streamWriter) shardsOutdated(now time.Time) {
+	if len(w.pacer.shards) > 0 && now.Sub(w.listedAt) > 5*time.Second {
+		w.listShards()
+	}
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
 
 func (w *streamWriter) send(batch []*sequence) {
@@ -328,7 +471,7 @@ func (w *streamWriter) send(batch []*sequence) {
 
 func (w *streamWriter) complete(r putResult) {
 	w.inFlight--
-	failures := make(map[string]int)
+	failures := make(map[RecordFailure]int)
 	failed := 0
 	defer func() {
 		if w.config.Observer != nil {
@@ -342,7 +485,9 @@ func (w *streamWriter) complete(r putResult) {
 	if r.err != nil {
 		failed = len(r.batch)
 		code := errorCode(r.err)
-		failures[code] = failed
+		for _, s := range r.batch {
+			failures[RecordFailure{Code: code, Shard: w.shardID(s)}]++
+		}
 		var invalid *types.InvalidArgumentException
 		rejected := errors.As(r.err, &invalid)
 		w.failedCall(r.err, code, len(r.batch))
@@ -371,7 +516,7 @@ func (w *streamWriter) complete(r putResult) {
 			if code == "" {
 				code = "NoSequenceNumber"
 			}
-			failures[code]++
+			failures[RecordFailure{Code: code, Shard: w.shardID(s)}]++
 			if !s.finished {
 				w.retry(s, code)
 			}

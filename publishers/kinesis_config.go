@@ -66,15 +66,31 @@ type KinesisConfig struct {
 	// Backoff spaces the retries of a failed or throttled record.
 	Backoff backoff.Policy
 
+	// ShardRateLimit, when set, paces the records sent to each shard of the stream so that
+	// Kinesis does not throttle them. Nil: records are sent as fast as requests allow, and
+	// throttled records are retried with Backoff.
+	ShardRateLimit *ShardRateLimit
+
 	// Observer, when set, is told about every PutRecords call (for metrics and tests).
 	Observer KinesisObserver
 
 	Logger watermill.LoggerAdapter
 }
 
-// KinesisObserver is told about the outcome of every PutRecords call.
+// KinesisObserver is told about the outcome of every PutRecords call: how many records it
+// carried, how many failed and why and where (counted per RecordFailure), the error of a call
+// that failed as a whole, and how long it took.
 type KinesisObserver interface {
-	PutRecordsDone(stream string, records, failed int, failures map[string]int, err error, took time.Duration)
+	PutRecordsDone(stream string, records, failed int, failures map[RecordFailure]int, err error, took time.Duration)
+}
+
+// RecordFailure says why and on which shard records failed.
+type RecordFailure struct {
+	// Code is the record's ErrorCode, or the error code of a call that failed as a whole.
+	Code string
+	// Shard is the id of the record's shard, from the shard map of ShardRateLimit; "" when there
+	// is no map (no ShardRateLimit, or the shards could not be listed).
+	Shard string
 }
 
 func (c *KinesisConfig) setDefaults() {
@@ -97,12 +113,17 @@ func (c *KinesisConfig) setDefaults() {
 		c.MaxAttempts = 10
 	}
 	c.Backoff.SetDefaults()
+	if c.ShardRateLimit != nil {
+		limit := *c.ShardRateLimit
+		limit.setDefaults()
+		c.ShardRateLimit = &limit
+	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
 	}
 }
 
-// Validate reports the first invalid setting.
+// Validate reports every invalid setting.
 func (c KinesisConfig) Validate() error {
 	var errs []error
 	if c.Client == nil {
@@ -122,6 +143,11 @@ func (c KinesisConfig) Validate() error {
 	}
 	if err := c.Backoff.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("kinesis publisher: %w", err))
+	}
+	if c.ShardRateLimit != nil {
+		if err := c.ShardRateLimit.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kinesis publisher: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -44,15 +44,39 @@ type fault struct {
 
 func newFakeKinesis(t *testing.T, decide func(req int, data []string) fault) (*fakeKinesis, *kinesis.Client) {
 	f := &fakeKinesis{t: t, fault: decide}
-	srv := httptest.NewServer(http.HandlerFunc(f.serve))
+	return f, fakeClient(t, f.serve)
+}
+
+// fakeClient is a Kinesis client, without SDK retries as the publisher wants it, talking to an
+// httptest server that answers with serve.
+func fakeClient(t *testing.T, serve http.HandlerFunc) *kinesis.Client {
+	srv := httptest.NewServer(serve)
 	t.Cleanup(srv.Close)
-	client := kinesis.New(kinesis.Options{
+	return kinesis.New(kinesis.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(srv.URL),
 		Credentials:  aws.AnonymousCredentials{},
 		Retryer:      aws.NopRetryer{},
 	})
-	return f, client
+}
+
+// putRecordsInput is the body of a PutRecords request, as far as the fakes read it.
+type putRecordsInput struct {
+	StreamName string
+	Records    []struct {
+		Data         []byte
+		PartitionKey string
+	}
+}
+
+// decodePutRecords reads a PutRecords request; on a bad body it answers 400 and returns false.
+func decodePutRecords(w http.ResponseWriter, r *http.Request) (putRecordsInput, bool) {
+	var in putRecordsInput
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return in, false
+	}
+	return in, true
 }
 
 func (f *fakeKinesis) serve(w http.ResponseWriter, r *http.Request) {
@@ -60,15 +84,8 @@ func (f *fakeKinesis) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unexpected call", http.StatusBadRequest)
 		return
 	}
-	var in struct {
-		StreamName string
-		Records    []struct {
-			Data         []byte
-			PartitionKey string
-		}
-	}
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	in, ok := decodePutRecords(w, r)
+	if !ok {
 		return
 	}
 	data := make([]string, len(in.Records))
@@ -402,6 +419,10 @@ func TestKinesisConfigValidate(t *testing.T) {
 		{"too many records", publishers.KinesisConfig{Client: client, MaxBatchRecords: 501}, "MaxBatchRecords"},
 		{"too many bytes", publishers.KinesisConfig{Client: client, MaxBatchBytes: 6 << 20}, "MaxBatchBytes"},
 		{"negative in flight", publishers.KinesisConfig{Client: client, MaxInFlightRequests: -1}, "MaxInFlightRequests"},
+		{"rate limit without lister", publishers.KinesisConfig{Client: client, ShardRateLimit: &publishers.ShardRateLimit{}}, "Lister is required"},
+		{"negative record rate", publishers.KinesisConfig{Client: client, ShardRateLimit: &publishers.ShardRateLimit{Lister: client, RecordsPerSecond: -1}}, "RecordsPerSecond"},
+		{"burst above one second", publishers.KinesisConfig{Client: client, ShardRateLimit: &publishers.ShardRateLimit{Lister: client, Burst: 2}}, "Burst"},
+		{"refresh too often", publishers.KinesisConfig{Client: client, ShardRateLimit: &publishers.ShardRateLimit{Lister: client, Refresh: time.Millisecond}}, "Refresh"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
