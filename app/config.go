@@ -31,6 +31,8 @@ type Config struct {
 	HTTPAddr          string
 	// MaxInFlight caps the submissions being processed at once (memory and Kinesis batching).
 	MaxInFlight int
+	// MaxInFlightBytes caps the body bytes of the submissions held at once.
+	MaxInFlightBytes int
 	// ShardRecordsPerSecond and ShardBytesPerSecond pace the writes to each shard; 0 turns
 	// that limit off.
 	ShardRecordsPerSecond int
@@ -59,6 +61,7 @@ var envSpec = []struct{ name, def, help string }{
 	{"LOG_FORMAT", "auto", "json, text, or auto: text on a terminal, JSON otherwise"},
 	{"HTTP_ADDR", ":8080", "address of /metrics, /healthz, /readyz"},
 	{"MAX_IN_FLIGHT", "256", "submissions processed at once, 1..10000"},
+	{"MAX_IN_FLIGHT_BYTES", "16777216", "body bytes of the submissions held at once (receiving pauses above it), 1048576..1073741824"},
 	{"SHARD_RECORDS_PER_SECOND", "1000", "records per second this replica writes to one shard (Kinesis allows 1000), 0: no limit"},
 	{"SHARD_BYTES_PER_SECOND", "1048576", "bytes per second this replica writes to one shard (Kinesis allows 1 MiB), 0: no limit"},
 }
@@ -109,6 +112,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		LogFormat:         oneOf("LOG_FORMAT", "auto", "json", "text"),
 		HTTPAddr:          get("HTTP_ADDR"),
 		MaxInFlight:       intVar("MAX_IN_FLIGHT", 1, 10000),
+		MaxInFlightBytes:  intVar("MAX_IN_FLIGHT_BYTES", 1<<20, 1<<30),
 
 		ShardRecordsPerSecond: intVar("SHARD_RECORDS_PER_SECOND", 0, 1_000_000),
 		ShardBytesPerSecond:   intVar("SHARD_BYTES_PER_SECOND", 0, 1<<30),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"os"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogFormat:         "auto",
 		HTTPAddr:          ":8080",
 		MaxInFlight:       256,
+		MaxInFlightBytes:  16 << 20,
 
 		ShardRecordsPerSecond: 1000,
 		ShardBytesPerSecond:   1 << 20,
@@ -76,6 +78,7 @@ func TestLoadConfig(t *testing.T) {
 		{"shard records per second 0 is allowed", map[string]string{"SHARD_RECORDS_PER_SECOND": "0"}, "", func(t *testing.T, c Config) { assert.Zero(t, c.ShardRecordsPerSecond) }},
 		{"shard records per second negative", map[string]string{"SHARD_RECORDS_PER_SECOND": "-1"}, `SHARD_RECORDS_PER_SECOND: must be an integer 0..1000000, got "-1"`, nil},
 		{"shard bytes per second not a number", map[string]string{"SHARD_BYTES_PER_SECOND": "1MiB"}, "SHARD_BYTES_PER_SECOND", nil},
+		{"max in flight bytes below 1 MiB", map[string]string{"MAX_IN_FLIGHT_BYTES": "1000"}, `MAX_IN_FLIGHT_BYTES: must be an integer 1048576..1073741824, got "1000"`, nil},
 		{"blank means default", map[string]string{"BATCH_SIZE": "  "}, "", func(t *testing.T, c Config) { assert.EqualValues(t, 10, c.BatchSize) }},
 	}
 	for _, tt := range tests {
@@ -150,6 +153,35 @@ func TestShardRateLimit(t *testing.T) {
 			require.NotNil(t, limit)
 			assert.Equal(t, tt.wantRecs, limit.RecordsPerSecond)
 			assert.Equal(t, tt.wantBy, limit.BytesPerSecond)
+		})
+	}
+}
+
+func TestContainerMemoryLimit(t *testing.T) {
+	files := []string{"v2", "v1"}
+	tests := []struct {
+		name     string
+		contents map[string]string
+		want     int64
+		wantOK   bool
+	}{
+		{"cgroup v2 limit", map[string]string{"v2": "134217728\n"}, 134217728, true},
+		{"cgroup v2 without limit", map[string]string{"v2": "max\n"}, 0, false},
+		{"cgroup v1 limit", map[string]string{"v1": "268435456\n"}, 268435456, true},
+		{"cgroup v1 without limit", map[string]string{"v1": "9223372036854771712\n"}, 0, false},
+		{"no cgroup files", nil, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			read := func(name string) ([]byte, error) {
+				if c, ok := tt.contents[name]; ok {
+					return []byte(c), nil
+				}
+				return nil, os.ErrNotExist
+			}
+			got, ok := containerMemoryLimit(read, files)
+			assert.Equal(t, tt.wantOK, ok)
+			assert.Equal(t, tt.want, got)
 		})
 	}
 }

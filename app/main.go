@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if command == "init" {
 		return runInit(ctx, cfg, stdout, logger)
 	}
-	tuneGC(getenv)
+	tuneGC(getenv, logger)
 	return runProcessor(ctx, cfg, logger)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,19 +29,22 @@ func body(events string) []byte {
 	return []byte(base64.StdEncoding.EncodeToString([]byte(doc)))
 }
 
-// recorder is a publisher that keeps what it is given, or fails.
+// recorder is a publisher that keeps what it is given, or fails (from call failFrom on, when set).
 type recorder struct {
 	published []*message.Message
+	calls     []int // messages per Publish call
 	topic     string
 	err       error
+	failFrom  int
 }
 
 func (r *recorder) Publish(topic string, msgs ...*message.Message) error {
-	if r.err != nil {
+	if r.err != nil && len(r.calls)+1 >= r.failFrom {
 		return r.err
 	}
 	r.topic = topic
 	r.published = append(r.published, msgs...)
+	r.calls = append(r.calls, len(msgs))
 	return nil
 }
 
@@ -212,4 +216,40 @@ func TestSubmissionConfigValidate(t *testing.T) {
 			require.ErrorContains(t, err, tt.want)
 		})
 	}
+}
+
+func TestSubmissionHandlerPublishesLargeSubmissionsInParts(t *testing.T) {
+	events := make([]string, 1201)
+	for i := range events {
+		events[i] = fmt.Sprintf(`{"cmdl": "p%d.exe", "user": "u"}`, i)
+	}
+	doc := body(`{"new_process": [` + strings.Join(events, ", ") + `]}`)
+	newPartsHandler := func(pub message.Publisher) *handlers.Submission {
+		h, err := handlers.NewSubmission(handlers.SubmissionConfig{Publisher: pub, Stream: "events", MaxRecordsPerPublish: 500})
+		require.NoError(t, err)
+		return h
+	}
+
+	t.Run("in order, one part after the other", func(t *testing.T) {
+		pub := &recorder{}
+		require.NoError(t, newPartsHandler(pub).Handle(message.NewMessage("m1", doc)))
+		assert.Equal(t, []int{500, 500, 201}, pub.calls)
+		require.Len(t, pub.published, 1201)
+		var first map[string]any
+		require.NoError(t, json.Unmarshal(pub.published[0].Payload, &first))
+		for i, m := range pub.published {
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal(m.Payload, &rec))
+			assert.EqualValues(t, i, rec["seq"])
+			assert.EqualValues(t, 1201, rec["total"])
+			assert.Equal(t, first["processed_at"], rec["processed_at"], "one processed_at for every part")
+		}
+	})
+	t.Run("a failing part fails the submission, not as a rejection", func(t *testing.T) {
+		pub := &recorder{err: errors.New("kinesis down"), failFrom: 2}
+		err := newPartsHandler(pub).Handle(message.NewMessage("m1", doc))
+		require.ErrorContains(t, err, "records 500..999 of 1201")
+		assert.False(t, handlers.IsRejection(err))
+		assert.Equal(t, []int{500}, pub.calls, "nothing after the failed part")
+	})
 }

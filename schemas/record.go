@@ -36,8 +36,16 @@ const ProcessedAtLayout = "2006-01-02T15:04:05.000000Z"
 // total n. Any key other than PartitionBySubmission partitions by device,
 // the spec's default. Event.Data must be valid JSON, as Parse makes it.
 func (s *Submission) Records(processedAt time.Time, key PartitionKey) []Record {
+	return s.RecordsRange(processedAt, key, 0, len(s.Events))
+}
+
+// RecordsRange is Records(processedAt, key)[from:to] without building the
+// others: a large submission can be written a part at a time, holding only
+// that part's records. from and to are clamped to 0..len(s.Events).
+func (s *Submission) RecordsRange(processedAt time.Time, key PartitionKey, from, to int) []Record {
 	n := len(s.Events)
-	if n == 0 {
+	from, to = max(from, 0), min(to, n)
+	if from >= to {
 		return nil
 	}
 	pk := s.DeviceID
@@ -48,7 +56,7 @@ func (s *Submission) Records(processedAt time.Time, key PartitionKey) []Record {
 	ts := processedAt.UTC().AppendFormat(tsBuf[:0], ProcessedAtLayout)
 
 	size := 0
-	for i := range s.Events {
+	for i := from; i < to; i++ {
 		size += recordLen(s, s.Events[i].Type, len(s.Events[i].Data), i, n)
 	}
 	// One buffer for all records; each Data is capped so appending to one
@@ -56,8 +64,9 @@ func (s *Submission) Records(processedAt time.Time, key PartitionKey) []Record {
 	// needed escaping), append moves on to a new array and earlier records
 	// keep the old one: still correct.
 	buf := make([]byte, 0, size)
-	recs := make([]Record, n)
-	for i, e := range s.Events {
+	recs := make([]Record, to-from)
+	for i := from; i < to; i++ {
+		e := s.Events[i]
 		id := EventID(s.SubmissionID, s.DeviceID, e.Type, e.Index)
 		start := len(buf)
 		buf = append(buf, `{"event_id":`...)
@@ -79,7 +88,7 @@ func (s *Submission) Records(processedAt time.Time, key PartitionKey) []Record {
 		buf = append(buf, `","event_data":`...)
 		buf = append(buf, e.Data...)
 		buf = append(buf, '}')
-		recs[i] = Record{EventID: id, Seq: i, PartitionKey: pk, Data: buf[start:len(buf):len(buf)]}
+		recs[i-from] = Record{EventID: id, Seq: i, PartitionKey: pk, Data: buf[start:len(buf):len(buf)]}
 	}
 	return recs
 }

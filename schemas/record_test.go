@@ -225,3 +225,27 @@ func TestEventIDMatchesUUIDNewSHA1(t *testing.T) {
 		assert.Equal(t, uuid.NewSHA1(eventNamespace, []byte(name)).String(), EventID(subID, devID, NetworkConnectionType, i))
 	}
 }
+
+func TestRecordsRange(t *testing.T) {
+	s := mustParse(t, b64(realMessage))
+	all := s.Records(fixedNow, PartitionByDevice)
+	n := len(all)
+	require.Greater(t, n, 3)
+	tests := []struct {
+		name     string
+		from, to int
+		want     []Record
+	}{
+		{"all", 0, n, all},
+		{"a middle part", 1, 3, all[1:3]},
+		{"the last one", n - 1, n, all[n-1:]},
+		{"clamped to the events", -5, n + 5, all},
+		{"empty", 2, 2, nil},
+		{"reversed", 3, 1, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, s.RecordsRange(fixedNow, PartitionByDevice, tt.from, tt.to))
+		})
+	}
+}

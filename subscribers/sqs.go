@@ -74,6 +74,7 @@ type SQS struct {
 	abandon chan struct{}
 
 	seen       atomic.Int64 // messages read from watermill-aws
+	bodies     *byteBudget  // body bytes of the messages unmarshalled and not yet finished
 	forwarders sync.WaitGroup
 }
 
@@ -86,8 +87,9 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 		return nil, err
 	}
 	s := &SQS{}
+	bodies := &byteBudget{limit: int64(config.MaxInFlightBytes)}
 	gate := newReceiveGate(
-		func() int { return cap(s.slots) - len(s.slots) },
+		func() int { return bodies.room(cap(s.slots) - len(s.slots)) },
 		func() int64 { return s.seen.Load() },
 	)
 	upstreamOpts := append(append([]func(*sqs.Options){}, config.OptFns...), func(o *sqs.Options) {
@@ -106,7 +108,7 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 		DoNotCreateQueueIfNotExists: true,
 		QueueUrlResolver:            wmsqs.TransparentUrlResolver{},
 		ConsumeWorkers:              config.ConsumeWorkers,
-		Unmarshaler:                 unmarshaler{},
+		Unmarshaler:                 unmarshaler{bodies: bodies},
 		GenerateReceiveMessageInput: func(_ context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
 			in := *receiveInput
 			in.QueueUrl = aws.String(string(queueURL))
@@ -128,6 +130,7 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 		stopDeleter:    stopDeleter,
 		upstream:       upstream,
 		gate:           gate,
+		bodies:         bodies,
 		logger:         config.Logger,
 		slots:          make(chan struct{}, config.MaxInFlight),
 		closing:        make(chan struct{}),
@@ -168,12 +171,14 @@ func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *m
 	for received := range in {
 		s.seen.Add(1)
 		receipt := received.Metadata.Get(receiptHandleKey)
+		size := len(received.Payload)
 		// watermill-aws waits for this before it offers the next message; its delete is a no-op.
 		received.Ack()
 
 		select {
 		case <-s.closing:
 			s.release(queueURL, receipt, 0, logger)
+			s.bodies.done(size)
 			continue
 		default:
 		}
@@ -181,6 +186,7 @@ func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *m
 		case s.slots <- struct{}{}:
 		case <-s.closing:
 			s.release(queueURL, receipt, 0, logger)
+			s.bodies.done(size)
 			continue
 		}
 		msg := message.NewMessage(received.UUID, received.Payload)
@@ -198,10 +204,14 @@ func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *m
 			cancel()
 			<-s.slots
 			s.release(queueURL, receipt, 0, logger)
+			s.bodies.done(size)
 			continue
 		}
 		go func() {
-			defer func() { <-s.slots }()
+			defer func() {
+				s.bodies.done(size)
+				<-s.slots
+			}()
 			defer cancel()
 			s.track(queueURL, msg, receipt, logger.With(watermill.LogFields{"message_uuid": msg.UUID}))
 		}()
@@ -338,13 +348,18 @@ func (s *SQS) waitIdle(timeout time.Duration) bool {
 
 // unmarshaler keeps watermill-aws's mapping of attributes to metadata and adds the system
 // attributes and the receipt handle this subscriber needs.
-type unmarshaler struct{}
+// unmarshaler reads the SQS attributes the subscriber needs into metadata and counts the bodies
+// received, for MaxInFlightBytes.
+type unmarshaler struct {
+	bodies *byteBudget
+}
 
-func (unmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
+func (u unmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
 	msg, err := wmsqs.DefaultMarshalerUnmarshaler{}.Unmarshal(m)
 	if err != nil {
 		return nil, err
 	}
+	u.bodies.add(len(msg.Payload))
 	msg.Metadata.Set(receiptHandleKey, aws.ToString(m.ReceiptHandle))
 	msg.Metadata.Set(MessageIDKey, aws.ToString(m.MessageId))
 	msg.Metadata.Set(ReceiveCountKey, m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])

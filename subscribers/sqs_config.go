@@ -38,6 +38,13 @@ type SQSConfig struct {
 	// subscriber stops receiving when it is reached (backpressure, bounded memory). Default: 64.
 	MaxInFlight int
 
+	// MaxInFlightBytes caps the body bytes of the messages received and not yet acked or nacked:
+	// receiving pauses while it is reached, so a backlog of large submissions cannot take more
+	// memory than this (plus what the handler builds from them). It is checked before each
+	// receive, so it may be exceeded by one receive per worker (BatchSize messages each), and a
+	// single message larger than it still goes through, alone. Default: 32 MiB. Negative: no cap.
+	MaxInFlightBytes int
+
 	// HeartbeatInterval is how often the visibility of a message still being handled is extended
 	// by VisibilityTimeout, so a slow publish is not redelivered to another consumer mid-write.
 	// Default: a third of VisibilityTimeout (none below 3s). Negative: no heartbeat.
@@ -83,6 +90,9 @@ func (c *SQSConfig) setDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 64
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = 32 << 20
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = c.VisibilityTimeout / 3

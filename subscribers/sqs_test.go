@@ -276,3 +276,36 @@ func TestSQSReceivesOnlyWhatItCanHandle(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return q.total(t) == 0 }, 5*time.Second, 50*time.Millisecond)
 }
+
+func TestSQSReceivesNoMoreBytesThanItMayHold(t *testing.T) {
+	// Bodies are 2 bytes ("m0".."m9"): with a cap of 5, receiving stops once 3 are held (6 bytes),
+	// and one more comes when one of them is done.
+	q := newQueue(t, 10)
+	_, out := q.subscribe(t, func(c *subscribers.SQSConfig) {
+		c.MaxInFlight = 100
+		c.MaxInFlightBytes = 5
+		c.BatchSize = 1
+		c.ConsumeWorkers = 1
+	})
+	held := []*message.Message{next(t, out), next(t, out), next(t, out)}
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case m := <-out:
+		t.Fatalf("message %s handed out beyond the byte cap", m.Payload)
+	default:
+	}
+	attrs, err := q.client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll}})
+	require.NoError(t, err)
+	assert.Equal(t, "3", attrs.Attributes["ApproximateNumberOfMessagesNotVisible"], "only the three held are hidden")
+
+	held[0].Ack()
+	fourth := next(t, out)
+	held = append(held[1:], fourth)
+	for _, m := range held {
+		m.Ack()
+	}
+	for range 6 {
+		next(t, out).Ack()
+	}
+	require.Eventually(t, func() bool { return q.total(t) == 0 }, 5*time.Second, 50*time.Millisecond)
+}
