@@ -3,6 +3,13 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# Every recipe builds and tests with the Go toolchain named in go.mod (go1.26.11: patch releases
+# after 1.26.8 fix vulnerabilities in net/http, crypto/tls and crypto/x509 that the processor's
+# HTTP server and AWS clients reach). The go command fetches it once through the module proxy
+# (about 3 s), also where GOTOOLCHAIN=local is the machine's default. GOTOOLCHAIN in the
+# environment overrides it.
+export GOTOOLCHAIN := env("GOTOOLCHAIN", "go1.26.11")
+
 # Ports of the local emulators started by `just up` (override with the environment).
 sqs_port := env("EMULATOR_SQS_PORT", "9324")
 kinesis_port := env("EMULATOR_KINESIS_PORT", "4567")
@@ -150,7 +157,7 @@ bench *args: deps
     go run ./bench "$@"
 
 [doc("vet, gofmt check, then all tests with the race detector (what CI runs)")]
-test: deps vet fmt-check deploy-check
+test: deps vet fmt-check deploy-check vuln
     go test -race -count=1 -timeout 12m ./...
     # Microbenchmarks once each, as a smoke test: timings are for `just bench`, never asserted.
     go test -run '^$' -bench . -benchtime=1x ./...
@@ -163,6 +170,46 @@ fuzz time="1m":
 [doc("Validate deploy/k8s with kubeconform (-strict) against the schemas vendored in deploy/schemas; no network")]
 deploy-check:
     go run github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0 -schema-location 'deploy/schemas/{{ "{{" }} .ResourceKind {{ "}}" }}{{ "{{" }} .KindSuffix {{ "}}" }}.json' -strict -summary -ignore-filename-pattern 'kustomization\.yaml$' deploy/k8s
+
+# Vulnerability scanning with no access to vuln.go.dev: govulncheck and a snapshot of its database
+# (the golang.org/x/vulndb module, whose data/osv holds the entries) both come through the Go
+# module proxy. Bump vulndb_version to refresh the data (`go list -m golang.org/x/vulndb@latest`).
+govulncheck_version := "v1.9.0"
+vulndb_version := env("VULNDB_VERSION", "v0.0.0-20261105234957-e22db6528018")
+
+[doc("govulncheck ./... offline, against a vulndb snapshot fetched through the Go module proxy (VULNDB_VERSION=latest for the newest); fails on findings not in tools/vulndb/accepted.txt")]
+vuln:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version=$(go list -m -f '{{ "{{" }}.Version{{ "}}" }}' golang.org/x/vulndb@{{ vulndb_version }})
+    go mod download golang.org/x/vulndb@"$version"
+    read -r dir modified < <(go list -m -f '{{ "{{" }}.Dir{{ "}}" }} {{ "{{" }}.Time.UTC.Format "2006-01-02T15:04:05Z07:00"{{ "}}" }}' golang.org/x/vulndb@"$version")
+    db="$PWD/{{ run_dir }}/vulndb/$version"
+    # Build the v1 database (index/*.json, ID/*.json) once per snapshot.
+    [ -f "$db/index/db.json" ] || go run ./tools/vulndb -osv "$dir/data/osv" -out "$db" -modified "$modified"
+    echo "vulnerability DB: golang.org/x/vulndb@$version, snapshot of $modified ($(( ($(date +%s) - $(date -d "$modified" +%s)) / 86400 )) days old)"
+    # Installed rather than `go run`, which turns govulncheck's exit code 3 (findings) into 1.
+    bin="$PWD/{{ run_dir }}/bin/govulncheck@{{ govulncheck_version }}"
+    GOBIN="$bin" go install golang.org/x/vuln/cmd/govulncheck@{{ govulncheck_version }}
+    out={{ run_dir }}/govulncheck.txt
+    status=0
+    "$bin/govulncheck" -db "file://$db" ./... >"$out" 2>&1 || status=$?
+    # Exit 0: no vulnerable code is called; 3: some is (findings); anything else: an error.
+    if [ "$status" != 0 ] && [ "$status" != 3 ]; then cat "$out" >&2; echo "govulncheck failed (exit $status)" >&2; exit "$status"; fi
+    found=$(sed -n 's/^Vulnerability #[0-9]*: \(GO-[0-9]*-[0-9]*\)$/\1/p' "$out" | sort -u)
+    accepted=$(sed -n 's/^\(GO-[0-9]*-[0-9]*\)[[:space:]].*/\1/p' tools/vulndb/accepted.txt | sort -u)
+    if [ "$status" = 3 ] && [ -z "$found" ]; then cat "$out"; echo "govulncheck found vulnerabilities, but no IDs could be read from its output" >&2; exit 1; fi
+    stale=$(comm -13 <(echo "$found") <(echo "$accepted") | xargs)
+    new=$(comm -23 <(echo "$found") <(echo "$accepted") | xargs)
+    if [ -n "$stale" ]; then echo "warning: no longer found, delete from tools/vulndb/accepted.txt: $stale" >&2; fi
+    if [ -n "$new" ]; then
+        cat "$out"
+        echo "govulncheck: NEW findings: $new. Upgrade the module (go get MODULE@FIXED && go mod tidy), or explain them in tools/vulndb/accepted.txt" >&2
+        exit 1
+    fi
+    # Only accepted findings (or none): the summary without the call traces, which stay in $out.
+    grep -v -E '^ +(#[0-9]+: |Example traces found:)' "$out"
+    if [ -n "$found" ]; then echo "govulncheck: $(echo "$found" | wc -l) findings, all accepted in tools/vulndb/accepted.txt (full output with call traces: $out)"; fi
 
 [doc("go vet ./...")]
 vet:
