@@ -213,7 +213,7 @@ func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *m
 				<-s.slots
 			}()
 			defer cancel()
-			s.track(queueURL, msg, receipt, logger.With(watermill.LogFields{"message_uuid": msg.UUID}))
+			s.track(queueURL, msg, receipt, messageLogger{base: logger, fields: watermill.LogFields{"message_uuid": msg.UUID}})
 		}()
 	}
 }
