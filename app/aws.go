@@ -13,6 +13,8 @@ import (
 	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/event-processor/event-processor/publishers"
 )
 
 // loadAWS loads the SDK's standard configuration chain (AWS_REGION, credentials, profiles,
@@ -30,7 +32,7 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 
 // kinesisClient has no SDK retries: the publisher retries per record and must see every failure.
 func kinesisClient(cfg aws.Config) *kinesis.Client {
-	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} })
+	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }, publishers.FastPutRecords)
 }
 
 // queueURL resolves a queue given by name or by URL.

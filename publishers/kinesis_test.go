@@ -44,12 +44,12 @@ type fault struct {
 
 func newFakeKinesis(t *testing.T, decide func(req int, data []string) fault) (*fakeKinesis, *kinesis.Client) {
 	f := &fakeKinesis{t: t, fault: decide}
-	return f, fakeClient(t, f.serve)
+	return f, fakeClient(t, f.serve, publishers.FastPutRecords)
 }
 
 // fakeClient is a Kinesis client, without SDK retries as the publisher wants it, talking to an
 // httptest server that answers with serve.
-func fakeClient(t *testing.T, serve http.HandlerFunc) *kinesis.Client {
+func fakeClient(t *testing.T, serve http.HandlerFunc, optFns ...func(*kinesis.Options)) *kinesis.Client {
 	srv := httptest.NewServer(serve)
 	t.Cleanup(srv.Close)
 	return kinesis.New(kinesis.Options{
@@ -57,7 +57,7 @@ func fakeClient(t *testing.T, serve http.HandlerFunc) *kinesis.Client {
 		BaseEndpoint: aws.String(srv.URL),
 		Credentials:  aws.AnonymousCredentials{},
 		Retryer:      aws.NopRetryer{},
-	})
+	}, optFns...)
 }
 
 // putRecordsInput is the body of a PutRecords request, as far as the fakes read it.

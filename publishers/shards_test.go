@@ -184,7 +184,7 @@ func TestKinesisShardRateLimit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newShardedKinesis(shards, window, tt.maxBytes)
 			f.listFails = tt.listFails
-			client := fakeClient(t, f.serve)
+			client := fakeClient(t, f.serve, publishers.FastPutRecords)
 			if tt.limit != nil {
 				tt.limit.Lister = client
 			}
@@ -218,7 +218,7 @@ func TestKinesisShardRateLimit(t *testing.T) {
 
 func TestKinesisShardRateLimitKeepsOrder(t *testing.T) {
 	f := newShardedKinesis(2, 150, 1<<20)
-	client := fakeClient(t, f.serve)
+	client := fakeClient(t, f.serve, publishers.FastPutRecords)
 	pub := newPublisher(t, client, func(c *publishers.KinesisConfig) {
 		c.ShardRateLimit = &publishers.ShardRateLimit{Lister: client, RecordsPerSecond: 100}
 	})
@@ -257,7 +257,7 @@ func (r *failureRecorder) PutRecordsDone(_ string, _, _ int, failures map[publis
 func TestKinesisFailuresNameTheShard(t *testing.T) {
 	// A pace far above what the fake takes: the map is there, the records get throttled.
 	f := newShardedKinesis(2, 50, 1<<20)
-	client := fakeClient(t, f.serve)
+	client := fakeClient(t, f.serve, publishers.FastPutRecords)
 	obs := &failureRecorder{failures: make(map[publishers.RecordFailure]int)}
 	pub := newPublisher(t, client, func(c *publishers.KinesisConfig) {
 		c.ShardRateLimit = &publishers.ShardRateLimit{Lister: client, RecordsPerSecond: 100000}

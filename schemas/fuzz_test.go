@@ -7,7 +7,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -96,17 +95,4 @@ func checkEventData(t *testing.T, e Event) {
 	default:
 		t.Fatalf("unexpected event type %q", e.Type)
 	}
-}
-
-// FuzzAppendJSONString holds the hand-written string encoder to
-// encoding/json's output, byte for byte.
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "plain", "<a href=\"x\">&amp;</a>", "\x00\x1f\x7f\b\f\n\r\t\\", "é€𝄞\u2028\u2029", "\xff\xfe bad utf-8"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, err := json.Marshal(s)
-		require.NoError(t, err)
-		assert.Equal(t, string(want), string(appendJSONString(nil, s)))
-	})
 }

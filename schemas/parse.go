@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/event-processor/event-processor/internal/jsontext"
 )
 
 // Parse decodes a raw SQS body and validates it (spec 1.1, 1.2). The body is
@@ -429,9 +431,9 @@ func (p *eventParser) newProcess(i int, obj []byte) bool {
 		return false
 	}
 	p.buf = append(p.buf, `{"cmdl":`...)
-	p.buf = appendJSONString(p.buf, p.np.Cmdl)
+	p.buf = jsontext.AppendString(p.buf, p.np.Cmdl)
 	p.buf = append(p.buf, `,"user":`...)
-	p.buf = appendJSONString(p.buf, p.np.User)
+	p.buf = jsontext.AppendString(p.buf, p.np.User)
 	p.buf = append(p.buf, '}')
 	return true
 }
@@ -449,9 +451,9 @@ func (p *eventParser) networkConnection(i int, obj []byte) bool {
 		return false
 	}
 	p.buf = append(p.buf, `{"source_ip":`...)
-	p.buf = appendJSONString(p.buf, p.nc.SourceIP)
+	p.buf = jsontext.AppendString(p.buf, p.nc.SourceIP)
 	p.buf = append(p.buf, `,"destination_ip":`...)
-	p.buf = appendJSONString(p.buf, p.nc.DestinationIP)
+	p.buf = jsontext.AppendString(p.buf, p.nc.DestinationIP)
 	p.buf = append(p.buf, `,"destination_port":`...)
 	p.buf = strconv.AppendInt(p.buf, int64(p.nc.DestinationPort), 10)
 	p.buf = append(p.buf, '}')

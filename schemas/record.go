@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/event-processor/event-processor/internal/jsontext"
 )
 
 // PartitionKey names the submission field whose value partitions records.
@@ -70,19 +72,19 @@ func (s *Submission) RecordsRange(processedAt time.Time, key PartitionKey, from,
 		id := EventID(s.SubmissionID, s.DeviceID, e.Type, e.Index)
 		start := len(buf)
 		buf = append(buf, `{"event_id":`...)
-		buf = appendJSONString(buf, id)
+		buf = jsontext.AppendString(buf, id)
 		buf = append(buf, `,"submission_id":`...)
-		buf = appendJSONString(buf, s.SubmissionID)
+		buf = jsontext.AppendString(buf, s.SubmissionID)
 		buf = append(buf, `,"device_id":`...)
-		buf = appendJSONString(buf, s.DeviceID)
+		buf = jsontext.AppendString(buf, s.DeviceID)
 		buf = append(buf, `,"event_type":`...)
-		buf = appendJSONString(buf, string(e.Type))
+		buf = jsontext.AppendString(buf, string(e.Type))
 		buf = append(buf, `,"seq":`...)
 		buf = strconv.AppendInt(buf, int64(i), 10)
 		buf = append(buf, `,"total":`...)
 		buf = strconv.AppendInt(buf, int64(n), 10)
 		buf = append(buf, `,"time_created":`...)
-		buf = appendJSONString(buf, s.TimeCreated)
+		buf = jsontext.AppendString(buf, s.TimeCreated)
 		buf = append(buf, `,"processed_at":"`...)
 		buf = append(buf, ts...)
 		buf = append(buf, `","event_data":`...)

@@ -1,0 +1,118 @@
+package publishers
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/event-processor/event-processor/internal/jsontext"
+)
+
+// FastPutRecords is a kinesis.Options function that makes the client serialize PutRecords
+// requests with PutRecordsProtocol. Use it for the client given to the Kinesis publisher.
+func FastPutRecords(o *kinesis.Options) {
+	o.Protocol = PutRecordsProtocol{ClientProtocol: o.Protocol}
+}
+
+// PutRecordsProtocol is the Kinesis client's protocol (AWS JSON 1.1) with its own serializer for
+// PutRecords: one buffer of the right size, base64 written straight into it. The SDK's generic
+// serializer allocates each record's base64 separately and grows its buffer by doubling; in a
+// profile of the processor that was a quarter of all bytes allocated and 6% of its CPU. Every
+// other operation, and a PutRecords input using fields the publisher does not set (DryRun,
+// StreamARN, StreamId), goes to the SDK's serializer.
+type PutRecordsProtocol struct {
+	smithyhttp.ClientProtocol
+}
+
+// SerializeRequest implements smithyhttp.ClientProtocol.
+func (p PutRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy.OperationSchema, in smithy.Serializable, req *smithyhttp.Request) error {
+	put, ok := in.(*kinesis.PutRecordsInput)
+	if !ok || put.DryRun != nil || put.StreamARN != nil || put.StreamId != nil {
+		return p.ClientProtocol.SerializeRequest(ctx, schema, in, req)
+	}
+	// What the AWS JSON protocol sets for every request.
+	req.Method = http.MethodPost
+	if len(req.URL.Path) == 0 {
+		req.URL.Path = "/"
+	}
+	req.Header.Set("X-Amz-Target", "Kinesis_20131202.PutRecords")
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+
+	sreq, err := req.SetStream(bytes.NewReader(appendPutRecords(make([]byte, 0, putRecordsSize(put)), put)))
+	if err != nil {
+		return fmt.Errorf("set stream: %w", err)
+	}
+	*req = *sreq
+	return nil
+}
+
+// putRecordsSize is the body's size when no string needs escaping (stream names and partition
+// keys rarely do; append grows the buffer if one does).
+func putRecordsSize(in *kinesis.PutRecordsInput) int {
+	n := len(`{"Records":[],"StreamName":""}`)
+	if in.StreamName != nil {
+		n += len(*in.StreamName)
+	}
+	for _, r := range in.Records {
+		n += len(`{"Data":"","ExplicitHashKey":"","PartitionKey":""},`) + base64.StdEncoding.EncodedLen(len(r.Data))
+		if r.PartitionKey != nil {
+			n += len(*r.PartitionKey)
+		}
+		if r.ExplicitHashKey != nil {
+			n += len(*r.ExplicitHashKey)
+		}
+	}
+	return n
+}
+
+// appendPutRecords appends the JSON body of a PutRecords request, with the members the SDK
+// writes for the same input (nil members are left out).
+func appendPutRecords(dst []byte, in *kinesis.PutRecordsInput) []byte {
+	dst = append(dst, '{')
+	if in.Records != nil {
+		dst = append(dst, `"Records":[`...)
+		for i, r := range in.Records {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '{')
+			sep := false
+			member := func(name string) {
+				if sep {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, name...)
+				sep = true
+			}
+			if r.Data != nil {
+				member(`"Data":"`)
+				dst = base64.StdEncoding.AppendEncode(dst, r.Data)
+				dst = append(dst, '"')
+			}
+			if r.ExplicitHashKey != nil {
+				member(`"ExplicitHashKey":`)
+				dst = jsontext.AppendString(dst, *r.ExplicitHashKey)
+			}
+			if r.PartitionKey != nil {
+				member(`"PartitionKey":`)
+				dst = jsontext.AppendString(dst, *r.PartitionKey)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	if in.StreamName != nil {
+		if in.Records != nil {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"StreamName":`...)
+		dst = jsontext.AppendString(dst, *in.StreamName)
+	}
+	return append(dst, '}')
+}
