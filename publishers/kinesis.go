@@ -119,6 +119,7 @@ func (k *Kinesis) writer(stream string) (*streamWriter, error) {
 		wake:      make(chan *sequence),
 		cancelled: make(chan *sequence),
 		listed:    make(chan listedShards),
+		sends:     make(chan []*sequence, k.config.MaxInFlightRequests),
 		closing:   k.closing,
 		done:      make(chan struct{}),
 	}
@@ -196,6 +197,7 @@ type streamWriter struct {
 	wake      chan *sequence
 	cancelled chan *sequence
 	listed    chan listedShards
+	sends     chan []*sequence // to the sender goroutines
 	closing   <-chan struct{}
 	done      chan struct{}
 
@@ -219,6 +221,17 @@ type streamWriter struct {
 
 func (w *streamWriter) run() {
 	defer close(w.done)
+	// PutRecords calls are made by MaxInFlightRequests long-lived goroutines: a goroutine started
+	// per call grew its stack through the SDK's middleware every time (3% of the processor's CPU
+	// in a profile). dispatch never has more batches out than there are senders.
+	for range w.config.MaxInFlightRequests {
+		go func() {
+			for batch := range w.sends {
+				w.send(batch)
+			}
+		}()
+	}
+	defer close(w.sends)
 	w.pending = make(map[*sequence]struct{})
 	w.lingerTimer = stoppedTimer()
 	defer w.lingerTimer.Stop()
@@ -326,7 +339,7 @@ func (w *streamWriter) dispatch() {
 		w.lingerArmed = false
 		w.lingerTimer.Stop()
 		w.inFlight++
-		go w.send(batch)
+		w.sends <- batch
 	}
 }
 
