@@ -6,9 +6,11 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -284,6 +286,35 @@ func TestE2EMetricsFunnelAddsUp(t *testing.T) {
 
 	code, took := p.stop(t, 6*time.Second)
 	assert.Equal(t, 0, code)
+	checkLogs(t, p.logs.String(), want.outcomes[handlers.OutcomePartial]+want.outcomes[handlers.OutcomeInvalid])
 	t.Logf("%d submissions (%v), %d events, %d in the DLQ; %s; stopped in %s",
 		want.submissions, want.outcomes, len(records), copies, report, took.Round(time.Millisecond))
+}
+
+// checkLogs holds the processor's log (stderr is not a terminal, so JSON) to issue 6: every line a
+// JSON object with time, level and msg; one WARN line per rejected submission, with its ids, class
+// and reason; no line per published event; no event contents at info (the fleet's cmdl values).
+func checkLogs(t *testing.T, logs string, rejected int) {
+	t.Helper()
+	warns, lines := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		lines++
+		var entry map[string]any
+		require.NoErrorf(t, json.Unmarshal([]byte(line), &entry), "not a JSON line: %q", line)
+		for _, key := range []string{"time", "level", "msg"} {
+			require.Containsf(t, entry, key, "line %q", line)
+		}
+		for _, content := range []string{"notepad.exe", "calculator.exe", "whoami"} {
+			require.NotContainsf(t, line, content, "event contents logged: %q", line)
+		}
+		if entry["msg"] == "Submission rejected" {
+			warns++
+			assert.Equal(t, "WARN", entry["level"])
+			for _, key := range []string{"message_id", "class", "reason", "problems"} {
+				assert.Containsf(t, entry, key, "line %q", line)
+			}
+		}
+	}
+	assert.Equal(t, rejected, warns, "one WARN line per rejected submission")
+	assert.Less(t, lines, 100+rejected, "a few lines of start and stop besides the rejections: no line per event or submission")
 }
