@@ -223,7 +223,9 @@ func checkFunnel(t *testing.T, f metricFamilies, w funnelWant, streamRecords, dl
 func TestE2EMetricsFunnelAddsUp(t *testing.T) {
 	skipShort(t)
 	const mode = "skip"
-	h := newHarness(t, faultproxy.Config{Seed: 5}, "INVALID_EVENTS="+mode)
+	// Credentials of their own, to look for in the log (the emulators take any).
+	const accessKey, secretKey = "AKIAFUNNELTESTKEY001", "funnel-secret-key-never-logged"
+	h := newHarness(t, faultproxy.Config{Seed: 5}, "INVALID_EVENTS="+mode, "AWS_ACCESS_KEY_ID="+accessKey, "AWS_SECRET_ACCESS_KEY="+secretKey)
 	subs := append(fleetSubmissions(5, 120), sendable(fleet.EdgeCases())...)
 	want := expectFunnel(subs, mode)
 	require.Positive(t, want.outcomes[handlers.OutcomeValid])
@@ -286,7 +288,10 @@ func TestE2EMetricsFunnelAddsUp(t *testing.T) {
 
 	code, took := p.stop(t, 6*time.Second)
 	assert.Equal(t, 0, code)
-	checkLogs(t, p.logs.String(), want.outcomes[handlers.OutcomePartial]+want.outcomes[handlers.OutcomeInvalid])
+	logs := p.logs.String()
+	checkLogs(t, logs, want.outcomes[handlers.OutcomePartial]+want.outcomes[handlers.OutcomeInvalid])
+	assert.NotContains(t, logs, accessKey, "credentials logged")
+	assert.NotContains(t, logs, secretKey, "credentials logged")
 	t.Logf("%d submissions (%v), %d events, %d in the DLQ; %s; stopped in %s",
 		want.submissions, want.outcomes, len(records), copies, report, took.Round(time.Millisecond))
 }

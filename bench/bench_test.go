@@ -97,13 +97,20 @@ func TestFlags(t *testing.T) {
 	assert.Equal(t, 5*time.Millisecond, o.RTT)
 	assert.Equal(t, "both", o.Mode)
 
-	o, err = parseFlags([]string{"-n", "10", "-rtt", "0", "-mode", "baseline", "-max-in-flight", "64"}, io.Discard)
+	assert.Equal(t, 2, o.Shards)
+	assert.False(t, o.ShardPace)
+	assert.Zero(t, o.Events)
+
+	o, err = parseFlags([]string{"-n", "10", "-rtt", "0", "-mode", "baseline", "-max-in-flight", "64", "-shards", "16", "-shard-pace", "-events", "9000"}, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, 10, o.N)
 	assert.Zero(t, o.RTT)
 	assert.Equal(t, 64, o.MaxInFlight)
+	assert.Equal(t, 16, o.Shards)
+	assert.True(t, o.ShardPace)
+	assert.Equal(t, 9000, o.Events)
 
-	for _, bad := range [][]string{{"-n", "0"}, {"-mode", "x"}, {"-rtt", "-1ms"}, {"extra"}, {"-max-in-flight", "-1"}} {
+	for _, bad := range [][]string{{"-n", "0"}, {"-mode", "x"}, {"-rtt", "-1ms"}, {"extra"}, {"-max-in-flight", "-1"}, {"-shards", "0"}, {"-events", "10001"}, {"-events", "-1"}} {
 		_, err := parseFlags(bad, io.Discard)
 		assert.Error(t, err, "%v", bad)
 	}

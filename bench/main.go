@@ -66,6 +66,7 @@ type options struct {
 	Mode              string        `json:"mode"`
 	Seed              int64         `json:"seed"`
 	Devices           int           `json:"devices"`
+	Events            int           `json:"events,omitempty"` // 0: fleet-shaped submissions
 	MaxInFlight       int           `json:"max_in_flight"` // 0: the processor's default
 	ShardPace         bool          `json:"shard_pace"`
 	Shards            int           `json:"shards"`
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Mode, "mode", "both", "processor, baseline or both")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the fleet generator")
 	fs.IntVar(&o.Devices, "devices", 10, "devices of the fleet (submissions are spread over them round-robin)")
+	fs.IntVar(&o.Events, "events", 0, "large submissions of this many new_process events each (plain JSON; 9000 make ~810 KB) instead of the fleet's; 0: the fleet's")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "MAX_IN_FLIGHT of the processor (0: its default)")
 	fs.IntVar(&o.Shards, "shards", 2, "shards of the bench stream")
 	fs.BoolVar(&o.ShardPace, "shard-pace", false, "keep the processor's per-shard pace (1000 records/s a shard); off by default: the emulator does not enforce Kinesis limits and 2 shards would cap the run at 2000 events/s")
@@ -119,6 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-shards must be at least 1")
 	case o.Devices < 1:
 		return o, errors.New("-devices must be at least 1")
+	case o.Events < 0 || o.Events > 10000:
+		return o, errors.New("-events must be 0..10000 (the processor's limit per submission)")
 	case o.MaxInFlight < 0:
 		return o, errors.New("-max-in-flight must not be negative")
 	case o.VisibilityTimeout < 1:

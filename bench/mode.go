@@ -150,14 +150,27 @@ func queueURL(ctx context.Context, sq *sqs.Client, name string) (string, error) 
 	return aws.ToString(out.QueueUrl), nil
 }
 
-// preload generates N fleet submissions (seeded) and sends them with SendMessageBatch, 10 at a
-// time from 4 goroutines, straight to the emulator, recording when each was sent.
+// preload generates N fleet submissions (seeded; or large ones with -events) and sends them with
+// SendMessageBatch, 10 at a time (large ones 1) from 4 goroutines, straight to the emulator,
+// recording when each was sent.
 func (b *bench) preload(ctx context.Context, s *setup) error {
 	g := fleet.New(b.opts.Seed, b.opts.Devices)
 	n := b.opts.N
 	s.subs = make([]fleet.Submission, n)
 	for i := range s.subs {
+		if b.opts.Events > 0 {
+			s.subs[i] = g.Large(b.opts.Events)
+			if len(s.subs[i].Body) > 1<<20 {
+				return fmt.Errorf("-events %d: a submission is %d bytes, above SQS's 1 MiB", b.opts.Events, len(s.subs[i].Body))
+			}
+			continue
+		}
 		s.subs[i] = g.Next()
+	}
+	// A SendMessageBatch takes at most 1 MiB in all: large submissions go one per call.
+	per := 10
+	if b.opts.Events > 0 {
+		per = 1
 	}
 	s.sentAt = make([]time.Time, n)
 	s.messageIDs = make([]string, n)
@@ -167,7 +180,7 @@ func (b *bench) preload(ctx context.Context, s *setup) error {
 	for range 4 {
 		wg.Go(func() {
 			for start := range batches {
-				end := min(start+10, n)
+				end := min(start+per, n)
 				var entries []sqstypes.SendMessageBatchRequestEntry
 				for i := start; i < end; i++ {
 					entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
@@ -193,7 +206,7 @@ func (b *bench) preload(ctx context.Context, s *setup) error {
 			}
 		})
 	}
-	for start := 0; start < n; start += 10 {
+	for start := 0; start < n; start += per {
 		batches <- start
 	}
 	close(batches)

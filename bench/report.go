@@ -202,8 +202,12 @@ func printTable(w io.Writer, rep *Report) {
 	if o.ShardPace {
 		pace = "on"
 	}
-	fmt.Fprintf(w, "run: n=%d rtt=%s seed=%d devices=%d shards=%d max-in-flight=%s shard-pace=%s visibility-timeout=%ds baseline: first %d submissions or %s\n\n",
-		o.N, o.RTT, o.Seed, o.Devices, o.Shards, mif, pace, o.VisibilityTimeout, min(o.N, o.BaselineMax), o.BaselineBudget)
+	shape := "fleet"
+	if o.Events > 0 {
+		shape = fmt.Sprintf("large (%d events each)", o.Events)
+	}
+	fmt.Fprintf(w, "run: n=%d submissions=%s rtt=%s seed=%d devices=%d shards=%d max-in-flight=%s shard-pace=%s visibility-timeout=%ds baseline: first %d submissions or %s\n\n",
+		o.N, shape, o.RTT, o.Seed, o.Devices, o.Shards, mif, pace, o.VisibilityTimeout, min(o.N, o.BaselineMax), o.BaselineBudget)
 
 	var proc *ModeResult
 	cols := []string{"metric"}
