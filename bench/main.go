@@ -67,7 +67,7 @@ type options struct {
 	Seed              int64         `json:"seed"`
 	Devices           int           `json:"devices"`
 	Events            int           `json:"events,omitempty"` // 0: fleet-shaped submissions
-	MaxInFlight       int           `json:"max_in_flight"` // 0: the processor's default
+	MaxInFlight       int           `json:"max_in_flight"`    // 0: the processor's default
 	ShardPace         bool          `json:"shard_pace"`
 	Shards            int           `json:"shards"`
 	VisibilityTimeout int           `json:"visibility_timeout_s"`
