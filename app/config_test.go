@@ -38,6 +38,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HTTPAddr:          ":8080",
 		MaxInFlight:       256,
 		MaxInFlightBytes:  16 << 20,
+		KinesisRequests:   4,
 
 		ShardRecordsPerSecond: 1000,
 		ShardBytesPerSecond:   1 << 20,
@@ -78,6 +79,8 @@ func TestLoadConfig(t *testing.T) {
 		{"shard records per second 0 is allowed", map[string]string{"SHARD_RECORDS_PER_SECOND": "0"}, "", func(t *testing.T, c Config) { assert.Zero(t, c.ShardRecordsPerSecond) }},
 		{"shard records per second negative", map[string]string{"SHARD_RECORDS_PER_SECOND": "-1"}, `SHARD_RECORDS_PER_SECOND: must be an integer 0..1000000, got "-1"`, nil},
 		{"shard bytes per second not a number", map[string]string{"SHARD_BYTES_PER_SECOND": "1MiB"}, "SHARD_BYTES_PER_SECOND", nil},
+		{"kinesis requests 64", map[string]string{"KINESIS_REQUESTS": "64"}, "", func(t *testing.T, c Config) { assert.Equal(t, 64, c.KinesisRequests) }},
+		{"kinesis requests 0", map[string]string{"KINESIS_REQUESTS": "0"}, `KINESIS_REQUESTS: must be an integer 1..64, got "0"`, nil},
 		{"max in flight bytes below 1 MiB", map[string]string{"MAX_IN_FLIGHT_BYTES": "1000"}, `MAX_IN_FLIGHT_BYTES: must be an integer 1048576..1073741824, got "1000"`, nil},
 		{"blank means default", map[string]string{"BATCH_SIZE": "  "}, "", func(t *testing.T, c Config) { assert.EqualValues(t, 10, c.BatchSize) }},
 	}

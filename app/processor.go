@@ -59,10 +59,11 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	wmLogger := watermill.NewSlogLogger(logger)
 	pipeline := newPipelineMetrics(registry)
 	records, err := publishers.NewKinesis(publishers.KinesisConfig{
-		Client:         kinClient,
-		ShardRateLimit: cfg.shardRateLimit(kinClient),
-		Observer:       pipeline,
-		Logger:         wmLogger,
+		Client:              kinClient,
+		MaxInFlightRequests: cfg.KinesisRequests,
+		ShardRateLimit:      cfg.shardRateLimit(kinClient),
+		Observer:            pipeline,
+		Logger:              wmLogger,
 	})
 	if err != nil {
 		return err
