@@ -308,6 +308,18 @@ func presentFields(e entryRef) []string {
 	return out
 }
 
+// pickEntryWithFields picks an entry and lists its known fields; ok is false when there is no
+// entry or the one picked has no known field (the step then changes nothing).
+func (c *chaosCtx) pickEntryWithFields(r *rand.Rand) (e entryRef, fields []string, ok bool) {
+	refs := c.entries()
+	if len(refs) == 0 {
+		return entryRef{}, nil, false
+	}
+	e = pick(r, refs)
+	fields = presentFields(e)
+	return e, fields, len(fields) > 0
+}
+
 // steps runs 1 step, or 2 with probability 1/3, and joins the descriptions.
 func (c *chaosCtx) steps(step func() string) string {
 	n := 1
@@ -464,13 +476,8 @@ func mutMissingFields(c *chaosCtx) string {
 			c.top.remove(k)
 			return k + " missing"
 		}
-		refs := c.entries()
-		if len(refs) == 0 {
-			return ""
-		}
-		e := pick(r, refs)
-		fields := presentFields(e)
-		if len(fields) == 0 {
+		e, fields, ok := c.pickEntryWithFields(r)
+		if !ok {
 			return ""
 		}
 		if r.IntN(10) == 0 {
@@ -638,13 +645,8 @@ func mutWrongTypes(c *chaosCtx) string {
 			a[i] = pick(r, []any{"whoami", "192.168.0.1:443", nil, []any{}, jnum("7"), []any{"whoami", "john"}})
 			return fmt.Sprintf("events.%s[%d] is %s", t, i, typeName(a[i]))
 		default: // a field of an event
-			refs := c.entries()
-			if len(refs) == 0 {
-				return ""
-			}
-			e := pick(r, refs)
-			fields := presentFields(e)
-			if len(fields) == 0 {
+			e, fields, ok := c.pickEntryWithFields(r)
+			if !ok {
 				return ""
 			}
 			m := e.obj.get(pick(r, fields))
