@@ -69,7 +69,7 @@ func (b *bench) runMode(ctx context.Context, mode string) (*ModeResult, error) {
 	s := &setup{}
 	defer s.close()
 	var err error
-	if s.emu, err = startEmulators(ctx, b.root, filepath.Join(b.dir, mode+"-emulators.log")); err != nil {
+	if s.emu, err = startEmulators(filepath.Join(b.dir, mode+"-emulators.log")); err != nil {
 		return nil, err
 	}
 	if s.sqsProxy, err = latencyproxy.Start(latencyproxy.Config{Target: s.emu.SQS, RTT: b.opts.RTT}); err != nil {

@@ -115,19 +115,9 @@ func StartKinesis(t testing.TB) *Process {
 
 func newProcess(t testing.TB, only string) *Process {
 	t.Helper()
-	root, err := RepoRoot()
+	root, node, err := preflight()
 	if err != nil {
 		t.Fatalf("emulators: %v", err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("emulators: `node` not found on PATH (Node 20+ is needed for the local SQS/Kinesis emulators; install it, then run `just deps`): %v", err)
-	}
-	for _, pkg := range []string{"fauxqs", "kinesalite"} {
-		if _, err := os.Stat(filepath.Join(root, "emulators", "node_modules", pkg, "package.json")); err != nil {
-			t.Fatalf("emulators: %s is not installed in %s (run `just deps`)",
-				pkg, filepath.Join(root, "emulators", "node_modules"))
-		}
 	}
 	p := &Process{t: t, root: root, node: node, only: only}
 	t.Cleanup(p.Stop)
@@ -136,6 +126,48 @@ func newProcess(t testing.TB, only string) *Process {
 	}
 	return p
 }
+
+// preflight finds the repository root and node, and checks that the emulators are installed.
+func preflight() (root, node string, err error) {
+	if root, err = RepoRoot(); err != nil {
+		return "", "", err
+	}
+	if node, err = exec.LookPath("node"); err != nil {
+		return "", "", fmt.Errorf("`node` not found on PATH (Node 20+ is needed for the local SQS/Kinesis emulators; install it, then run `just deps`): %w", err)
+	}
+	for _, pkg := range []string{"fauxqs", "kinesalite"} {
+		if _, err := os.Stat(filepath.Join(root, "emulators", "node_modules", pkg, "package.json")); err != nil {
+			return "", "", fmt.Errorf("%s is not installed in %s (run `just deps`)", pkg, filepath.Join(root, "emulators", "node_modules"))
+		}
+	}
+	return root, node, nil
+}
+
+// Running is an emulator process started by Launch: for programs, such as the bench, that have
+// no testing.TB to tie it to.
+type Running struct {
+	Env
+	c *child
+}
+
+// Launch starts both emulators in one process on free ports of 127.0.0.1, like Start, and waits
+// until they answer. Their stderr also goes to log when it is not nil. The process ends when the
+// caller's stdin pipe to it closes (the caller exits) or on Stop.
+func Launch(log io.Writer) (*Running, error) {
+	root, node, err := preflight()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{filepath.Join("emulators", "start.mjs"), "--exit-on-stdin-eof", "--sqs-port", "0", "--kinesis-port", "0"}
+	c, env, err := launch(node, root, "", args, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Running{Env: env, c: c}, nil
+}
+
+// Stop ends the process: EOF on stdin and SIGTERM, SIGKILL after 10 s.
+func (r *Running) Stop() { r.c.stop() }
 
 // RepoRoot returns the nearest directory at or above the working directory that
 // holds go.mod.
@@ -186,20 +218,36 @@ func (p *Process) start() error {
 }
 
 func (p *Process) launch(args []string) (Env, error) {
-	cmd := exec.Command(p.node, args...)
-	cmd.Dir = p.root
+	c, env, err := launch(p.node, p.root, p.only, args, nil)
+	if err != nil {
+		return Env{}, err
+	}
+	p.mu.Lock()
+	p.cur = c
+	p.mu.Unlock()
+	return env, nil
+}
+
+// launch starts `node args...` in root and waits for its ready line, which must name the
+// endpoint(s) of only ("sqs", "kinesis", or "" for both). Its stderr goes to log too, if set.
+func launch(node, root, only string, args []string, log io.Writer) (*child, Env, error) {
+	cmd := exec.Command(node, args...)
+	cmd.Dir = root
 	cmd.Env = os.Environ()
 	stderr := &tailBuffer{max: 64 << 10}
 	cmd.Stderr = stderr
+	if log != nil {
+		cmd.Stderr = io.MultiWriter(stderr, log)
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return Env{}, err
+		return nil, Env{}, err
 	}
 	lines := make(chan string, 1)
 	cmd.Stdout = &firstLine{ch: lines}
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
-		return Env{}, fmt.Errorf("starting %s: %w", cmd, err)
+		return nil, Env{}, fmt.Errorf("starting %s: %w", cmd, err)
 	}
 	c := &child{cmd: cmd, stdin: stdin, exited: make(chan struct{}), stderr: stderr}
 	go func() {
@@ -207,13 +255,13 @@ func (p *Process) launch(args []string) (Env, error) {
 		close(c.exited)
 	}()
 
-	fail := func(format string, a ...any) (Env, error) {
+	fail := func(format string, a ...any) (*child, Env, error) {
 		c.stop()
 		msg := fmt.Sprintf(format, a...)
 		if s := strings.TrimSpace(stderr.String()); s != "" {
 			msg += "\nstderr of " + cmd.String() + ":\n" + s
 		}
-		return Env{}, errors.New(msg)
+		return nil, Env{}, errors.New(msg)
 	}
 
 	timer := time.NewTimer(ReadyTimeout)
@@ -226,13 +274,10 @@ func (p *Process) launch(args []string) (Env, error) {
 		if err := json.Unmarshal([]byte(line), &ready); err != nil {
 			return fail("%s: unexpected ready line %q: %v", cmd, line, err)
 		}
-		if (p.only != "kinesis" && ready.SQS == "") || (p.only != "sqs" && ready.Kinesis == "") {
+		if (only != "kinesis" && ready.SQS == "") || (only != "sqs" && ready.Kinesis == "") {
 			return fail("%s: ready line %q lacks an endpoint", cmd, line)
 		}
-		p.mu.Lock()
-		p.cur = c
-		p.mu.Unlock()
-		return Env{SQSEndpoint: ready.SQS, KinesisEndpoint: ready.Kinesis}, nil
+		return c, Env{SQSEndpoint: ready.SQS, KinesisEndpoint: ready.Kinesis}, nil
 	case <-timer.C:
 		return fail("%s was not ready after %v", cmd, ReadyTimeout)
 	}

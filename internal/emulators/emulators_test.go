@@ -2,6 +2,7 @@ package emulators_test
 
 import (
 	"context"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -152,4 +153,21 @@ func TestEnviron(t *testing.T) {
 	for _, kv := range onlySQS {
 		require.NotContains(t, kv, "KINESIS")
 	}
+}
+
+func TestLaunchWithoutATest(t *testing.T) {
+	t.Parallel()
+	run, err := emulators.Launch(io.Discard)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sq := run.SQSClient(t, func(o *sqs.Options) { o.Retryer = aws.NopRetryer{} })
+	_, err = sq.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("q")})
+	require.NoError(t, err)
+	_, err = run.KinesisClient(t).ListStreams(ctx, &kinesis.ListStreamsInput{})
+	require.NoError(t, err)
+
+	run.Stop()
+	_, err = sq.ListQueues(ctx, &sqs.ListQueuesInput{})
+	require.Error(t, err, "stopped")
 }
