@@ -35,6 +35,8 @@ type Config struct {
 	MaxInFlightBytes int
 	// KinesisRequests is how many PutRecords requests may be in flight at once.
 	KinesisRequests int
+	// ReceiveWorkers is how many ReceiveMessage loops run.
+	ReceiveWorkers int
 	// ShardRecordsPerSecond and ShardBytesPerSecond pace the writes to each shard; 0 turns
 	// that limit off.
 	ShardRecordsPerSecond int
@@ -64,6 +66,7 @@ var envSpec = []struct{ name, def, help string }{
 	{"HTTP_ADDR", ":8080", "address of /metrics, /healthz, /readyz"},
 	{"MAX_IN_FLIGHT", "256", "submissions processed at once, 1..10000"},
 	{"MAX_IN_FLIGHT_BYTES", "16777216", "body bytes of the submissions held at once (receiving pauses above it), 1048576..1073741824"},
+	{"RECEIVE_WORKERS", "4", "ReceiveMessage loops, 1..32 (raise with MAX_IN_FLIGHT for long round trips)"},
 	{"KINESIS_REQUESTS", "4", "PutRecords requests in flight at once, 1..64 (more helps with long round trips)"},
 	{"SHARD_RECORDS_PER_SECOND", "1000", "records per second this replica writes to one shard (Kinesis allows 1000), 0: no limit"},
 	{"SHARD_BYTES_PER_SECOND", "1048576", "bytes per second this replica writes to one shard (Kinesis allows 1 MiB), 0: no limit"},
@@ -117,6 +120,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxInFlight:       intVar("MAX_IN_FLIGHT", 1, 10000),
 		MaxInFlightBytes:  intVar("MAX_IN_FLIGHT_BYTES", 1<<20, 1<<30),
 		KinesisRequests:   intVar("KINESIS_REQUESTS", 1, 64),
+		ReceiveWorkers:    intVar("RECEIVE_WORKERS", 1, 32),
 
 		ShardRecordsPerSecond: intVar("SHARD_RECORDS_PER_SECOND", 0, 1_000_000),
 		ShardBytesPerSecond:   intVar("SHARD_BYTES_PER_SECOND", 0, 1<<30),

@@ -39,6 +39,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxInFlight:       256,
 		MaxInFlightBytes:  16 << 20,
 		KinesisRequests:   4,
+		ReceiveWorkers:    4,
 
 		ShardRecordsPerSecond: 1000,
 		ShardBytesPerSecond:   1 << 20,
@@ -80,6 +81,7 @@ func TestLoadConfig(t *testing.T) {
 		{"shard records per second negative", map[string]string{"SHARD_RECORDS_PER_SECOND": "-1"}, `SHARD_RECORDS_PER_SECOND: must be an integer 0..1000000, got "-1"`, nil},
 		{"shard bytes per second not a number", map[string]string{"SHARD_BYTES_PER_SECOND": "1MiB"}, "SHARD_BYTES_PER_SECOND", nil},
 		{"kinesis requests 64", map[string]string{"KINESIS_REQUESTS": "64"}, "", func(t *testing.T, c Config) { assert.Equal(t, 64, c.KinesisRequests) }},
+		{"receive workers 33", map[string]string{"RECEIVE_WORKERS": "33"}, `RECEIVE_WORKERS: must be an integer 1..32, got "33"`, nil},
 		{"kinesis requests 0", map[string]string{"KINESIS_REQUESTS": "0"}, `KINESIS_REQUESTS: must be an integer 1..64, got "0"`, nil},
 		{"max in flight bytes below 1 MiB", map[string]string{"MAX_IN_FLIGHT_BYTES": "1000"}, `MAX_IN_FLIGHT_BYTES: must be an integer 1048576..1073741824, got "1000"`, nil},
 		{"blank means default", map[string]string{"BATCH_SIZE": "  "}, "", func(t *testing.T, c Config) { assert.EqualValues(t, 10, c.BatchSize) }},

@@ -91,6 +91,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		WaitTime:          min(5*time.Second, drain),
 		VisibilityTimeout: cfg.VisibilityTimeout,
 		MaxInFlight:       cfg.MaxInFlight,
+		ConsumeWorkers:    cfg.ReceiveWorkers,
 		MaxInFlightBytes:  cfg.MaxInFlightBytes,
 		DrainTimeout:      drain,
 		Observer:          pipeline,

@@ -31,7 +31,10 @@ type SQSConfig struct {
 	// valid setting (every message is visible again at once, so expect duplicates).
 	VisibilityTimeout time.Duration
 
-	// ConsumeWorkers is how many ReceiveMessage loops run. Default: 2.
+	// ConsumeWorkers is how many ReceiveMessage loops run. Each brings at most BatchSize messages
+	// per round trip, so with long round trips they, not MaxInFlight, can bound how many messages
+	// are in flight. Default: 4 (against 2 in just bench at 5 ms: 10,500-10,800 events/s instead
+	// of 9,700-10,100, and less CPU per event).
 	ConsumeWorkers int
 
 	// MaxInFlight caps the messages handed to the router and not yet acked or nacked: the
@@ -86,7 +89,7 @@ func (c *SQSConfig) setDefaults() {
 		c.WaitTime = 20 * time.Second
 	}
 	if c.ConsumeWorkers == 0 {
-		c.ConsumeWorkers = 2
+		c.ConsumeWorkers = 4
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 64
