@@ -275,3 +275,21 @@ func TestKinesisFailuresNameTheShard(t *testing.T) {
 		assert.Contains(t, []string{"shardId-0", "shardId-1"}, fail.Shard)
 	}
 }
+
+func TestKinesisShardMapIsListedAgain(t *testing.T) {
+	f := newShardedKinesis(2, 1000, 1<<20)
+	client := fakeClient(t, f.serve, publishers.FastPutRecords)
+	pub := newPublisher(t, client, func(c *publishers.KinesisConfig) {
+		c.ShardRateLimit = &publishers.ShardRateLimit{Lister: client, Refresh: time.Second}
+	})
+	for c, err := range publishAll(t, pub, calls(5, 2)) {
+		require.NoErrorf(t, err, "call %d", c)
+	}
+	// Resharding is followed by listing again: the writer of a stream lists at its start and then
+	// every Refresh, whether or not records flow.
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.lists >= 2*2 // two listings of two pages each
+	}, 5*time.Second, 50*time.Millisecond)
+}
