@@ -157,7 +157,7 @@ bench *args: deps
     go run ./bench "$@"
 
 [doc("vet, gofmt check, then all tests with the race detector (what CI runs)")]
-test: deps vet fmt-check deploy-check vuln
+test: deps vet fmt-check staticcheck deploy-check vuln
     go test -race -count=1 -timeout 12m ./...
     # Microbenchmarks once each, as a smoke test: timings are for `just bench`, never asserted.
     go test -run '^$' -bench . -benchtime=1x ./...
@@ -230,8 +230,12 @@ fmt-check:
 fmt:
     find . \( -path ./.git -o -path ./emulators/node_modules -o -path ./{{ run_dir }} \) -prune -o -name '*.go' -print0 | xargs -0 -r gofmt -w
 
-[doc("Static checks: go vet and the gofmt check")]
-lint: vet fmt-check
+[doc("staticcheck ./... (pinned; fetched through the Go module proxy)")]
+staticcheck:
+    go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+[doc("Static checks: go vet, the gofmt check and staticcheck")]
+lint: vet fmt-check staticcheck
 
 [doc("Stop the emulators, remove the binary and .run/")]
 clean: down

@@ -63,7 +63,6 @@ type pipeline struct {
 	input   *gochannel.GoChannel
 	records *flaky
 	dlq     *flaky
-	dlqOut  chan *message.Message
 }
 
 // startPipeline runs the production router over in-memory pub/subs: gochannel stands in for SQS

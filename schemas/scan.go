@@ -214,11 +214,6 @@ func hex4(b []byte) rune {
 	return r
 }
 
-// isNull reports whether the raw value is the literal null.
-func isNull(raw []byte) bool {
-	return string(raw) == "null"
-}
-
 // integerValue reads a JSON number that must be an integer literal (no
 // fraction, no exponent: "443.0" and "1e3" are numbers a device should not
 // send as a port). Magnitudes beyond int range are clamped, which is enough

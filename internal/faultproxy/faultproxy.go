@@ -472,7 +472,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	n := 1 // records in the request
 	var req putRecordsRequest
 	if action == "PutRecords" {
-		if err := json.Unmarshal(body, &req.fields); err == nil {
+		err = json.Unmarshal(body, &req.fields)
+		if err == nil {
 			err = json.Unmarshal(req.fields["Records"], &req.records)
 		}
 		if err != nil {
