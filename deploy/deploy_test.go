@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,12 +21,26 @@ import (
 // to this directory.
 const schemaLocation = "schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json"
 
+// kubeconformModule is the validator, built from the Go module proxy at this pinned version, so the
+// tests need nothing installed beforehand.
+const kubeconformModule = "github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0"
+
+// kubeconformBinary installs kubeconform once per test run into a directory of the system's temp
+// dir named after the version (go install leaves an up-to-date binary alone).
+var kubeconformBinary = sync.OnceValues(func() (string, error) {
+	dir := filepath.Join(os.TempDir(), "event-processor-"+strings.NewReplacer("/", "_", "@", "_").Replace(kubeconformModule))
+	cmd := exec.Command("go", "install", kubeconformModule)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go install %s: %w\n%s", kubeconformModule, err, out)
+	}
+	return filepath.Join(dir, "kubeconform"), nil
+})
+
 func kubeconform(t *testing.T, dir string) (string, error) {
 	t.Helper()
-	bin, err := exec.LookPath("kubeconform")
-	if err != nil {
-		t.Skip("kubeconform not on PATH (CI installs it: go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0)")
-	}
+	bin, err := kubeconformBinary()
+	require.NoError(t, err)
 	cmd := exec.Command(bin, "-schema-location", schemaLocation, "-strict", "-summary",
 		"-ignore-filename-pattern", `kustomization\.yaml$`, dir)
 	out, err := cmd.CombinedOutput()
