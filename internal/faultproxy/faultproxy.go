@@ -53,6 +53,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -155,8 +157,8 @@ type Proxy struct {
 	rp     *httputil.ReverseProxy
 	served chan struct{}
 	target *url.URL
-	// transport reaches the target for ResetAfter (the reverse proxy's own
-	// would answer the client).
+	// transport reaches the target, for the reverse proxy and for ResetAfter; Close closes its
+	// idle connections.
 	transport *http.Transport
 
 	mu    sync.Mutex
@@ -190,6 +192,8 @@ func Start(cfg Config) (*Proxy, error) {
 		stats: Stats{Requests: map[string]int{}, Faults: map[Fault]int{}},
 	}
 	p.rp = &httputil.ReverseProxy{
+		Transport: p.transport,
+		ErrorLog:  log.New(io.Discard, "", 0), // failures are counted (Stats.Errors), not logged
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // keep the signed Host header
@@ -241,14 +245,8 @@ func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stats
-	s.Requests = make(map[string]int, len(p.stats.Requests))
-	for k, v := range p.stats.Requests {
-		s.Requests[k] = v
-	}
-	s.Faults = make(map[Fault]int, len(p.stats.Faults))
-	for k, v := range p.stats.Faults {
-		s.Faults[k] = v
-	}
+	s.Requests = maps.Clone(p.stats.Requests)
+	s.Faults = maps.Clone(p.stats.Faults)
 	return s
 }
 
@@ -548,10 +546,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, string(mergedResponse(failed, nil, nil)))
 			return
 		}
-		fields := make(map[string]json.RawMessage, len(req.fields))
-		for k, v := range req.fields {
-			fields[k] = v
-		}
+		fields := maps.Clone(req.fields)
 		fields["Records"] = marshal(survivors)
 		newBody := marshal(fields)
 		p.forward(w, r, newBody, failed)
@@ -597,21 +592,19 @@ func (p *Proxy) mergeResponse(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	var got struct {
-		Records []json.RawMessage
-	}
 	var fields map[string]json.RawMessage
+	var results []json.RawMessage
 	survivors := 0
 	for _, f := range failed {
 		if f == "" {
 			survivors++
 		}
 	}
-	if json.Unmarshal(body, &fields) != nil || json.Unmarshal(body, &got) != nil || len(got.Records) != survivors {
+	if json.Unmarshal(body, &fields) != nil || json.Unmarshal(fields["Records"], &results) != nil || len(results) != survivors {
 		p.count(func(s *Stats) { s.Errors++ })
 		return errors.New("faultproxy: target's PutRecords response does not match the forwarded records")
 	}
-	merged := mergedResponse(failed, got.Records, fields)
+	merged := mergedResponse(failed, results, fields)
 	resp.Body = io.NopCloser(bytes.NewReader(merged))
 	resp.ContentLength = int64(len(merged))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(merged)))
