@@ -190,9 +190,7 @@ func (r *redrive) move(ctx context.Context, s *session, groups map[string][]int,
 	for url, idx := range groups {
 		for _, chunk := range sendChunks(idx, func(i int) int { return len(bodies[r.res.Entries[i].MessageID]) }) {
 			if stop != nil {
-				for _, i := range chunk {
-					r.res.Entries[i].Outcome, r.res.Entries[i].Err = NotSent, fmt.Errorf("not attempted: %w", stop)
-				}
+				r.mark(chunk, NotSent, fmt.Errorf("not attempted: %w", stop))
 				continue
 			}
 			entries := make([]types.SendMessageBatchRequestEntry, len(chunk))
@@ -205,15 +203,10 @@ func (r *redrive) move(ctx context.Context, s *session, groups map[string][]int,
 			out, err := r.in.cfg.Client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
 			if err != nil {
 				stop = fmt.Errorf("send to %s: %w", url, err)
-				for _, i := range chunk {
-					r.res.Entries[i].Outcome, r.res.Entries[i].Err = NotSent, stop
-				}
+				r.mark(chunk, NotSent, stop)
 				continue
 			}
-			failed := map[string]error{}
-			for _, f := range out.Failed {
-				failed[aws.ToString(f.Id)] = fmt.Errorf("send to %s: %s: %s", url, aws.ToString(f.Code), aws.ToString(f.Message))
-			}
+			failed := batchFailures(out.Failed, "send to "+url)
 			for k, i := range chunk {
 				if err := failed[strconv.Itoa(k)]; err != nil {
 					r.res.Entries[i].Outcome, r.res.Entries[i].Err = NotSent, err
@@ -229,15 +222,29 @@ func (r *redrive) move(ctx context.Context, s *session, groups map[string][]int,
 	return stop
 }
 
+// mark gives every message of chunk the same outcome.
+func (r *redrive) mark(chunk []int, o Outcome, err error) {
+	for _, i := range chunk {
+		r.res.Entries[i].Outcome, r.res.Entries[i].Err = o, err
+	}
+}
+
+// batchFailures maps the ids of a batch call's failed entries to errors saying what failed where.
+func batchFailures(failed []types.BatchResultErrorEntry, what string) map[string]error {
+	errs := make(map[string]error, len(failed))
+	for _, f := range failed {
+		errs[aws.ToString(f.Id)] = fmt.Errorf("%s: %s: %s", what, aws.ToString(f.Code), aws.ToString(f.Message))
+	}
+	return errs
+}
+
 // delete removes sent messages from the DLQ.
 func (r *redrive) delete(ctx context.Context, s *session, sent []int) error {
 	var stop error
 	for start := 0; start < len(sent); start += maxBatch {
 		chunk := sent[start:min(start+maxBatch, len(sent))]
 		if stop != nil {
-			for _, i := range chunk {
-				r.res.Entries[i].Outcome, r.res.Entries[i].Err = Duplicated, fmt.Errorf("delete not attempted: %w", stop)
-			}
+			r.mark(chunk, Duplicated, fmt.Errorf("delete not attempted: %w", stop))
 			continue
 		}
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(chunk))
@@ -250,15 +257,10 @@ func (r *redrive) delete(ctx context.Context, s *session, sent []int) error {
 		out, err := r.in.cfg.Client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(r.in.cfg.QueueURL), Entries: entries})
 		if err != nil {
 			stop = fmt.Errorf("delete from %s: %w", r.in.cfg.QueueURL, err)
-			for _, i := range chunk {
-				r.res.Entries[i].Outcome, r.res.Entries[i].Err = Duplicated, stop
-			}
+			r.mark(chunk, Duplicated, stop)
 			continue
 		}
-		failed := map[string]error{}
-		for _, f := range out.Failed {
-			failed[aws.ToString(f.Id)] = fmt.Errorf("delete from %s: %s: %s", r.in.cfg.QueueURL, aws.ToString(f.Code), aws.ToString(f.Message))
-		}
+		failed := batchFailures(out.Failed, "delete from "+r.in.cfg.QueueURL)
 		for k, i := range chunk {
 			e := &r.res.Entries[i]
 			if err := failed[strconv.Itoa(k)]; err != nil {
