@@ -32,13 +32,11 @@ func newStreamReader(client *kinesis.Client, stream string) *streamReader {
 // Poll reads every shard until it has caught up and returns how many records were new.
 func (r *streamReader) Poll(ctx context.Context) (int, error) {
 	if r.shards == nil {
-		res, err := r.client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(r.stream)})
+		shards, err := verify.ListShards(ctx, r.client, r.stream)
 		if err != nil {
-			return 0, fmt.Errorf("ListShards: %w", err)
+			return 0, err
 		}
-		for _, s := range res.Shards {
-			r.shards = append(r.shards, aws.ToString(s.ShardId))
-		}
+		r.shards = shards
 	}
 	before := len(r.Records)
 	for _, shard := range r.shards {
@@ -77,9 +75,7 @@ func (r *streamReader) pollShard(ctx context.Context, shard string) error {
 			return fmt.Errorf("GetRecords %s: %w", shard, err)
 		}
 		for _, rec := range res.Records {
-			v := verify.Parse(shard, aws.ToString(rec.SequenceNumber), rec.Data)
-			v.PartitionKey = aws.ToString(rec.PartitionKey)
-			v.ArrivalTime = aws.ToTime(rec.ApproximateArrivalTimestamp)
+			v := verify.FromKinesis(shard, rec)
 			r.Records = append(r.Records, v)
 			r.last[shard] = v.SequenceNumber
 		}

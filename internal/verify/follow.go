@@ -491,7 +491,7 @@ func (r *reader) run(ctx context.Context) {
 		if len(res.Records) > 0 {
 			recs := make([]Record, len(res.Records))
 			for i, kr := range res.Records {
-				recs[i] = fromKinesis(r.shard, kr)
+				recs[i] = FromKinesis(r.shard, kr)
 			}
 			r.lastSeq = recs[len(recs)-1].SequenceNumber
 			if !r.send(ctx, event{records: recs}) {

@@ -79,7 +79,7 @@ func Parse(shardID, sequenceNumber string, data []byte) Record {
 // sequence-number order. A record that is not a spec record is returned with
 // ParseError set, not as an error.
 func ReadAll(ctx context.Context, client *kinesis.Client, stream string) ([]Record, error) {
-	shards, err := listShards(ctx, client, stream)
+	shards, err := ListShards(ctx, client, stream)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func ReadAll(ctx context.Context, client *kinesis.Client, stream string) ([]Reco
 				return out, fmt.Errorf("verify: GetRecords %s/%s: %w", stream, shard, err)
 			}
 			for _, r := range res.Records {
-				out = append(out, fromKinesis(shard, r))
+				out = append(out, FromKinesis(shard, r))
 			}
 			if len(res.Records) == 0 {
 				if aws.ToInt64(res.MillisBehindLatest) == 0 {
@@ -119,15 +119,16 @@ func ReadAll(ctx context.Context, client *kinesis.Client, stream string) ([]Reco
 	return out, nil
 }
 
-// fromKinesis parses one record read from a shard and keeps its metadata.
-func fromKinesis(shard string, r types.Record) Record {
+// FromKinesis parses one record read from a shard and keeps its metadata.
+func FromKinesis(shard string, r types.Record) Record {
 	rec := Parse(shard, aws.ToString(r.SequenceNumber), r.Data)
 	rec.PartitionKey = aws.ToString(r.PartitionKey)
 	rec.ArrivalTime = aws.ToTime(r.ApproximateArrivalTimestamp)
 	return rec
 }
 
-func listShards(ctx context.Context, client *kinesis.Client, stream string) ([]string, error) {
+// ListShards lists the ids of every shard of stream, open or closed, following the pages.
+func ListShards(ctx context.Context, client *kinesis.Client, stream string) ([]string, error) {
 	var shards []string
 	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
 	for {
