@@ -58,8 +58,9 @@ func (s *Submission) RecordsRange(processedAt time.Time, key PartitionKey, from,
 	ts := processedAt.UTC().AppendFormat(tsBuf[:0], ProcessedAtLayout)
 
 	size := 0
+	totalDigits := digits(n)
 	for i := from; i < to; i++ {
-		size += recordLen(s, s.Events[i].Type, len(s.Events[i].Data), i, n)
+		size += recordLen(s, s.Events[i].Type, len(s.Events[i].Data), digits(i), totalDigits)
 	}
 	// One buffer for all records; each Data is capped so appending to one
 	// cannot overwrite the next. If the size hint was short (strings that
@@ -101,10 +102,11 @@ const recordSkeleton = `{"event_id":"","submission_id":"","device_id":"","event_
 
 // recordLen is the length of a record's Data for strings that need no
 // escaping (true of everything Parse accepts apart from event_data, which
-// is already encoded).
-func recordLen(s *Submission, t EventType, dataLen, seq, total int) int {
+// is already encoded), with seq and total written in seqDigits and
+// totalDigits digits.
+func recordLen(s *Submission, t EventType, dataLen, seqDigits, totalDigits int) int {
 	return len(recordSkeleton) + uuidLen + len(s.SubmissionID) + len(s.DeviceID) + len(t) +
-		len(strconv.Itoa(seq)) + len(strconv.Itoa(total)) + len(s.TimeCreated) + len(ProcessedAtLayout) + dataLen
+		seqDigits + totalDigits + len(s.TimeCreated) + len(ProcessedAtLayout) + dataLen
 }
 
 // recordSize is what Kinesis counts against MaxRecordBytes (data plus
@@ -112,8 +114,17 @@ func recordLen(s *Submission, t EventType, dataLen, seq, total int) int {
 // bound since Parse cannot know them before all events are read.
 func recordSize(s *Submission, t EventType, dataLen, countDigits int) int {
 	pk := max(len(s.DeviceID), len(s.SubmissionID))
-	return len(recordSkeleton) + uuidLen + len(s.SubmissionID) + len(s.DeviceID) + len(t) +
-		2*countDigits + len(s.TimeCreated) + len(ProcessedAtLayout) + dataLen + pk
+	return recordLen(s, t, dataLen, countDigits, countDigits) + pk
+}
+
+// digits is the number of decimal digits of n >= 0, without formatting it.
+func digits(n int) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
 }
 
 const uuidLen = 36

@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strconv"
 	"unicode"
 	"unicode/utf8"
@@ -171,6 +172,9 @@ func stringValue(raw []byte) (string, bool) {
 // half of a surrogate pair. encoding/json would turn it into U+FFFD, which would publish
 // something the device did not send.
 func hasLoneSurrogate(raw []byte) bool {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return false // no escape at all: the common case, found fast
+	}
 	for i := 0; i+5 < len(raw); i++ {
 		if raw[i] != '\\' {
 			continue
@@ -235,9 +239,9 @@ func integerValue(raw []byte) (v int, ok bool) {
 	const maxDigits = 18 // always fits in int64 without overflow
 	if len(digits) > maxDigits {
 		if neg {
-			return minInt, true
+			return math.MinInt, true
 		}
-		return maxInt, true
+		return math.MaxInt, true
 	}
 	for _, c := range digits {
 		v = v*10 + int(c-'0')
@@ -247,11 +251,6 @@ func integerValue(raw []byte) (v int, ok bool) {
 	}
 	return v, true
 }
-
-const (
-	maxInt = int(^uint(0) >> 1)
-	minInt = -maxInt - 1
-)
 
 // pathKey renders a key for use inside a problem path. Ordinary keys appear
 // as they are; keys that would make the path ambiguous or unreadable (empty,

@@ -20,13 +20,11 @@ type InvalidError struct {
 	Problems []Problem
 }
 
-func (e *InvalidError) Error() string { return joinProblems(e.Problems) }
+func (e *InvalidError) Error() string { return JoinProblems(e.Problems) }
 
 // JoinProblems renders problems the way reason_poisoned shows them:
 // "path: reason; path: reason". Useful for a submission's Dropped list too.
-func JoinProblems(ps []Problem) string { return joinProblems(ps) }
-
-func joinProblems(ps []Problem) string {
+func JoinProblems(ps []Problem) string {
 	var b strings.Builder
 	for i, p := range ps {
 		if i > 0 {

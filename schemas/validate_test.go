@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -116,8 +117,8 @@ func TestIntegerValue(t *testing.T) {
 		{"443", 443, true},
 		{"-1", -1, true},
 		{"999999999999999999", 999999999999999999, true},
-		{"9999999999999999999", maxInt, true},
-		{"-9999999999999999999", minInt, true},
+		{"9999999999999999999", math.MaxInt, true},
+		{"-9999999999999999999", math.MinInt, true},
 		{"1.0", 0, false},
 		{"1e3", 0, false},
 		{"1E3", 0, false},
