@@ -126,6 +126,7 @@ func (k *Kinesis) writer(stream string) (*streamWriter, error) {
 	if k.config.ShardRateLimit != nil {
 		w.pacer = &shardPacer{limit: *k.config.ShardRateLimit}
 	}
+	w.listCtx, w.cancelList = context.WithCancel(context.Background())
 	k.writers[stream] = w
 	k.wg.Add(1)
 	go func() {
@@ -209,7 +210,10 @@ type streamWriter struct {
 	paceAt        time.Time   // when paceTimer fires; zero when it is stopped
 	listTimer     *time.Timer // lists the shards again
 	listing       bool
-	firstListing  bool // the first listing is not done yet: nothing is sent unpaced before it
+	listCtx       context.Context // ends the listing in progress when run returns
+	cancelList    context.CancelFunc
+	listers       sync.WaitGroup // the listing in progress, awaited when run returns
+	firstListing  bool           // the first listing is not done yet: nothing is sent unpaced before it
 	listedAt      time.Time
 	listFailures  int
 	failedCalls   int // consecutive failed PutRecords calls, for the log
@@ -220,7 +224,12 @@ type streamWriter struct {
 }
 
 func (w *streamWriter) run() {
-	defer close(w.done)
+	defer func() {
+		// Close waits for run: a listing still in progress ends and is awaited too.
+		w.cancelList()
+		close(w.done)
+		w.listers.Wait()
+	}()
 	// PutRecords calls are made by MaxInFlightRequests long-lived goroutines: a goroutine started
 	// per call grew its stack through the SDK's middleware every time (3% of the processor's CPU
 	// in a profile). dispatch never has more batches out than there are senders.
@@ -402,7 +411,6 @@ func (w *streamWriter) pace(t time.Time) {
 	if !w.paceAt.IsZero() && !w.paceAt.After(t) {
 		return
 	}
-	w.paceTimer.Stop()
 	w.paceTimer.Reset(time.Until(t))
 	w.paceAt = t
 }
@@ -415,8 +423,10 @@ func (w *streamWriter) listShards() {
 	}
 	w.listing = true
 	w.listedAt = time.Now()
+	w.listers.Add(1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), w.config.RequestTimeout)
+		defer w.listers.Done()
+		ctx, cancel := context.WithTimeout(w.listCtx, w.config.RequestTimeout)
 		defer cancel()
 		shards, err := listShardMap(ctx, w.pacer.limit.Lister, w.stream)
 		select {
@@ -449,7 +459,6 @@ func (w *streamWriter) shardsListed(l listedShards) {
 		l.shards.carryOver(w.pacer.shards)
 		w.pacer.shards = l.shards
 	}
-	w.listTimer.Stop()
 	w.listTimer.Reset(next)
 }
 

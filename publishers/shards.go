@@ -1,6 +1,7 @@
 package publishers
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/binary"
@@ -102,20 +103,10 @@ func hashKeyOf(partitionKey string) hashKey {
 }
 
 func (a hashKey) compare(b hashKey) int {
-	if c := compareUint64(a.hi, b.hi); c != 0 {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
 		return c
 	}
-	return compareUint64(a.lo, b.lo)
-}
-
-func compareUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(a.lo, b.lo)
 }
 
 var maxHashKey = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
