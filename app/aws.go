@@ -13,6 +13,7 @@ import (
 	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/event-processor/event-processor/publishers"
 )
@@ -35,9 +36,14 @@ func kinesisClient(cfg aws.Config) *kinesis.Client {
 	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }, publishers.FastPutRecords)
 }
 
+// isQueueURL tells a queue given by URL (QUEUE_NAME and DLQ_NAME take either) from one given by name.
+func isQueueURL(nameOrURL string) bool {
+	return strings.HasPrefix(nameOrURL, "https://") || strings.HasPrefix(nameOrURL, "http://")
+}
+
 // queueURL resolves a queue given by name or by URL.
 func queueURL(ctx context.Context, client *sqs.Client, nameOrURL string) (string, error) {
-	if strings.HasPrefix(nameOrURL, "https://") || strings.HasPrefix(nameOrURL, "http://") {
+	if isQueueURL(nameOrURL) {
 		_, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 			QueueUrl:       aws.String(nameOrURL),
 			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
@@ -72,12 +78,12 @@ func streamActive(ctx context.Context, client *kinesis.Client, stream string) er
 func isNotFound(err error) bool {
 	var noQueue *sqstypes.QueueDoesNotExist
 	var noStream *kinesistypes.ResourceNotFoundException
-	var coded interface{ ErrorCode() string }
+	var apiErr smithy.APIError
 	if errors.As(err, &noQueue) || errors.As(err, &noStream) {
 		return true
 	}
 	// Some emulators answer the query-protocol code.
-	return errors.As(err, &coded) && strings.Contains(coded.ErrorCode(), "NonExistentQueue")
+	return errors.As(err, &apiErr) && strings.Contains(apiErr.ErrorCode(), "NonExistentQueue")
 }
 
 // withTimeout runs f with a per-call timeout.

@@ -19,13 +19,9 @@ import (
 	"github.com/event-processor/event-processor/internal/fleet"
 )
 
-func fleetEnv(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
 func TestFleetHelp(t *testing.T) {
 	var out, errb bytes.Buffer
-	require.NoError(t, run(t.Context(), []string{"fleet", "-h"}, fleetEnv(nil), &out, &errb))
+	require.NoError(t, run(t.Context(), []string{"fleet", "-h"}, env(nil), &out, &errb))
 	for _, want := range []string{"Usage: event-processor fleet [flags]", "FLEET_SIZE", "30..45 s", "-interval MIN..MAX",
 		"-count N", "-duration", "-rate R", "-seed", "-chaos-rate", "-chaos-kinds", "-plain-json", "-queue",
 		"bad_base64", "valid_variants", "SendMessageBatch", "Examples:"} {
@@ -64,7 +60,7 @@ func TestFleetBadFlags(t *testing.T) {
 	} {
 		t.Run(strings.Join(c.args, " ")+fmtEnv(c.env), func(t *testing.T) {
 			var out, errb, msg bytes.Buffer
-			err := run(t.Context(), append([]string{"fleet"}, c.args...), fleetEnv(c.env), &out, &errb)
+			err := run(t.Context(), append([]string{"fleet"}, c.args...), env(c.env), &out, &errb)
 			require.Equal(t, 2, exitCode(err, &msg), "error: %v", err)
 			assert.Contains(t, msg.String(), c.want)
 		})
@@ -130,7 +126,7 @@ func TestFleetAgainstSQS(t *testing.T) {
 		require.NoError(t, err)
 		return aws.ToString(out.QueueUrl)
 	}
-	getenv := fleetEnv(map[string]string{"LOG_FORMAT": "text"})
+	getenv := env(map[string]string{"LOG_FORMAT": "text"})
 	runFleetCmd := func(args ...string) (string, string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

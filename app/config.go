@@ -72,19 +72,22 @@ var envSpec = []struct{ name, def, help string }{
 	{"SHARD_BYTES_PER_SECOND", "1048576", "bytes per second this replica writes to one shard (Kinesis allows 1 MiB), 0: no limit"},
 }
 
+// envValue is a variable's value, trimmed, or its default from envSpec when unset or blank.
+func envValue(getenv func(string) string, name string) string {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		return v
+	}
+	for _, s := range envSpec {
+		if s.name == name {
+			return s.def
+		}
+	}
+	return ""
+}
+
 // LoadConfig reads and validates the configuration. Every bad variable is named in the error.
 func LoadConfig(getenv func(string) string) (Config, error) {
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		for _, s := range envSpec {
-			if s.name == name {
-				return s.def
-			}
-		}
-		return ""
-	}
+	get := func(name string) string { return envValue(getenv, name) }
 	var errs []error
 	intVar := func(name string, lo, hi int) int {
 		raw := get(name)

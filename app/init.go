@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/event-processor/event-processor/internal/backoff"
 )
@@ -86,8 +86,8 @@ func retryTransient(ctx context.Context, logger *slog.Logger, what string, do fu
 	policy.SetDefaults()
 	for attempt := 1; ; attempt++ {
 		state, err := do(ctx)
-		var coded interface{ ErrorCode() string }
-		if err == nil || errors.As(err, &coded) || ctx.Err() != nil {
+		var apiErr smithy.APIError
+		if err == nil || errors.As(err, &apiErr) || ctx.Err() != nil {
 			return state, err
 		}
 		delay := policy.Delay(attempt)
@@ -102,7 +102,7 @@ func retryTransient(ctx context.Context, logger *slog.Logger, what string, do fu
 
 func ensureQueue(ctx context.Context, client *sqs.Client, nameOrURL string, attrs map[string]string) (url, state string, err error) {
 	name := nameOrURL
-	if strings.Contains(nameOrURL, "://") {
+	if isQueueURL(nameOrURL) {
 		name = path.Base(nameOrURL)
 	}
 	out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})

@@ -47,10 +47,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer stopHTTP()
 
-	target, err := waitReady(ctx, cfg, sqsClient, kinClient, logger)
-	if err != nil {
-		return err
-	}
+	target := waitReady(ctx, cfg, sqsClient, kinClient, logger)
 	if ctx.Err() != nil {
 		logger.Info("Stopped before the endpoints were ready")
 		return nil
@@ -178,8 +175,8 @@ type endpoints struct {
 
 // waitReady waits until the queue, the DLQ and the stream answer, saying so in the log, with
 // backoff: at start-up the emulators or AWS may not be reachable yet. A missing resource is
-// waited for as well (someone may be running init).
-func waitReady(ctx context.Context, cfg Config, sqsClient *sqs.Client, kinClient *kinesis.Client, logger *slog.Logger) (endpoints, error) {
+// waited for as well (someone may be running init). It returns the zero endpoints when ctx ends first.
+func waitReady(ctx context.Context, cfg Config, sqsClient *sqs.Client, kinClient *kinesis.Client, logger *slog.Logger) endpoints {
 	policy := backoff.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}
 	policy.SetDefaults()
 	for attempt := 1; ; attempt++ {
@@ -188,13 +185,13 @@ func waitReady(ctx context.Context, cfg Config, sqsClient *sqs.Client, kinClient
 			if attempt > 1 {
 				logger.Info("SQS and Kinesis are ready")
 			}
-			return target, nil
+			return target
 		}
 		delay := policy.Delay(attempt)
 		logger.Info("Waiting for SQS and Kinesis", "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String(), "reason", err.Error())
 		select {
 		case <-ctx.Done():
-			return endpoints{}, nil
+			return endpoints{}
 		case <-time.After(delay):
 		}
 	}
@@ -271,13 +268,15 @@ func serveHTTP(addr string, registry *prometheus.Registry, state *healthState, l
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// One load: keepProbing may clear it between a check and a second load.
+		unreachable := state.unreachable.Load()
 		switch {
 		case state.stopping.Load():
 			http.Error(w, "stopping", http.StatusServiceUnavailable)
 		case !state.ready.Load():
 			http.Error(w, "not ready: waiting for SQS and Kinesis", http.StatusServiceUnavailable)
-		case state.unreachable.Load() != nil:
-			http.Error(w, "not ready: "+*state.unreachable.Load(), http.StatusServiceUnavailable)
+		case unreachable != nil:
+			http.Error(w, "not ready: "+*unreachable, http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ready\n"))
 		}

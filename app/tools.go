@@ -19,16 +19,10 @@ type resources struct {
 }
 
 func resourcesFromEnv(getenv func(string) string) resources {
-	get := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		return def
-	}
 	return resources{
-		Queue:  get("QUEUE_NAME", "submissions"),
-		DLQ:    get("DLQ_NAME", "submissions-dlq"),
-		Stream: get("STREAM_NAME", "events"),
+		Queue:  envValue(getenv, "QUEUE_NAME"),
+		DLQ:    envValue(getenv, "DLQ_NAME"),
+		Stream: envValue(getenv, "STREAM_NAME"),
 	}
 }
 
