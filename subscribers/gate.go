@@ -25,7 +25,7 @@ type receiveGate struct {
 	asked      int64 // MaxNumberOfMessages of the receives in progress
 
 	// free and seen come from the subscriber: its free slots, and how many received messages it
-	// has taken from watermill-aws. Without them the gate does not limit receives.
+	// has taken from watermill-aws.
 	free func() int
 	seen func() int64
 }
@@ -96,9 +96,6 @@ func (g *receiveGate) receive(ctx context.Context, in middleware.InitializeInput
 // room is how many more messages may be received: free slots, less what was received and not yet
 // handed out, less what receives in progress may still bring. Called with mu held.
 func (g *receiveGate) room() int64 {
-	if g.free == nil {
-		return 10
-	}
 	return int64(g.free()) - (g.received - g.seen()) - g.asked
 }
 

@@ -176,19 +176,22 @@ func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *m
 		size := len(received.Payload)
 		// watermill-aws waits for this before it offers the next message; its delete is a no-op.
 		received.Ack()
+		// drop gives back a message that will not be handled, as soon as possible.
+		drop := func() {
+			s.release(queueURL, receipt, 0, logger)
+			s.bodies.done(size)
+		}
 
 		select {
 		case <-s.closing:
-			s.release(queueURL, receipt, 0, logger)
-			s.bodies.done(size)
+			drop()
 			continue
 		default:
 		}
 		select {
 		case s.slots <- struct{}{}:
 		case <-s.closing:
-			s.release(queueURL, receipt, 0, logger)
-			s.bodies.done(size)
+			drop()
 			continue
 		}
 		msg := message.NewMessage(received.UUID, received.Payload)
@@ -205,8 +208,7 @@ func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *m
 		case <-s.closing:
 			cancel()
 			<-s.slots
-			s.release(queueURL, receipt, 0, logger)
-			s.bodies.done(size)
+			drop()
 			continue
 		}
 		go func() {
@@ -270,30 +272,29 @@ func (s *SQS) delete(queueURL, receipt string, logger watermill.LoggerAdapter) {
 
 // release makes a message visible again after delay.
 func (s *SQS) release(queueURL, receipt string, delay time.Duration, logger watermill.LoggerAdapter) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-		QueueUrl:          aws.String(queueURL),
-		ReceiptHandle:     aws.String(receipt),
-		VisibilityTimeout: int32(delay / time.Second),
-	})
-	if err != nil {
+	if err := s.changeVisibility(queueURL, receipt, delay, 10*time.Second); err != nil {
 		logger.Error("Cannot release message; it is redelivered after the visibility timeout", err, nil)
 	}
 }
 
 // extend keeps a message hidden while its handler still works on it.
 func (s *SQS) extend(queueURL, receipt string, logger watermill.LoggerAdapter) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.config.HeartbeatInterval)
+	if err := s.changeVisibility(queueURL, receipt, s.config.VisibilityTimeout, s.config.HeartbeatInterval); err != nil {
+		logger.Error("Cannot extend message visibility", err, nil)
+	}
+}
+
+// changeVisibility hides a received message for visibility from now on (0: visible at once),
+// within timeout.
+func (s *SQS) changeVisibility(queueURL, receipt string, visibility, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl:          aws.String(queueURL),
 		ReceiptHandle:     aws.String(receipt),
-		VisibilityTimeout: int32(s.config.VisibilityTimeout / time.Second),
+		VisibilityTimeout: int32(visibility / time.Second),
 	})
-	if err != nil {
-		logger.Error("Cannot extend message visibility", err, nil)
-	}
+	return err
 }
 
 // Close stops receiving, lets handlers finish what they hold for DrainTimeout, releases the rest,
@@ -348,8 +349,6 @@ func (s *SQS) waitIdle(timeout time.Duration) bool {
 	return true
 }
 
-// unmarshaler keeps watermill-aws's mapping of attributes to metadata and adds the system
-// attributes and the receipt handle this subscriber needs.
 // unmarshaler reads the SQS attributes the subscriber needs into metadata and counts the bodies
 // received, for MaxInFlightBytes.
 type unmarshaler struct {

@@ -27,14 +27,13 @@ type SQSConfig struct {
 	WaitTime time.Duration
 
 	// VisibilityTimeout is asked for on every ReceiveMessage, 0..12h, in whole seconds. It bounds how long
-	// a message stays hidden from other consumers after a crash. There is no default: zero is a
-	// valid setting (every message is visible again at once, so expect duplicates).
+	// a message stays hidden from other consumers after a crash. Zero is not sent (the SDK leaves a
+	// zero out of the request), so the queue's own visibility timeout applies.
 	VisibilityTimeout time.Duration
 
 	// ConsumeWorkers is how many ReceiveMessage loops run. Each brings at most BatchSize messages
 	// per round trip, so with long round trips they, not MaxInFlight, can bound how many messages
-	// are in flight. Default: 4 (against 2 in just bench at 5 ms: 10,500-10,800 events/s instead
-	// of 9,700-10,100, and less CPU per event).
+	// are in flight (BENCHMARKS.md, "With the round trip"). Default: 4.
 	ConsumeWorkers int
 
 	// MaxInFlight caps the messages handed to the router and not yet acked or nacked: the
