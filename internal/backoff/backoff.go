@@ -3,6 +3,7 @@
 package backoff
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -66,4 +67,20 @@ func (p Policy) Delay(attempt int) time.Duration {
 		d -= d * p.Jitter * rand.Float64()
 	}
 	return time.Duration(d)
+}
+
+// Sleep waits for d, or until ctx is done, and tells whether the whole wait happened (false: ctx
+// is done).
+func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -1,6 +1,7 @@
 package backoff
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -51,6 +52,28 @@ func TestValidate(t *testing.T) {
 			q := p
 			tt.mutate(&q)
 			assert.Error(t, q.Validate())
+		})
+	}
+}
+
+func TestSleep(t *testing.T) {
+	live := context.Background()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		d    time.Duration
+		want bool
+	}{
+		{"no wait", live, 0, true},
+		{"no wait, context done", done, 0, false},
+		{"a short wait", live, time.Millisecond, true},
+		{"context done first", done, time.Hour, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, Sleep(tt.ctx, tt.d))
 		})
 	}
 }

@@ -64,6 +64,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/event-processor/event-processor/internal/backoff"
 )
 
 // Kinesis JSON 1.1 wire constants.
@@ -367,21 +369,6 @@ func (p *Proxy) reset(w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
-// hold waits d, or less if the client gives up; false if it gave up.
-func hold(r *http.Request, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
-}
-
 // forwardAndDrop sends body to the target, reads the whole answer, and then
 // resets the client's connection: the target acted, the client never hears.
 func (p *Proxy) forwardAndDrop(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -437,7 +424,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if !hold(r, d) {
+		if !backoff.Sleep(r.Context(), d) {
 			return // the client gave up: nothing is forwarded
 		}
 	}

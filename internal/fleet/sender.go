@@ -338,7 +338,7 @@ func (s *Sender) runFleet(ctx context.Context) {
 			c.Logger.Info("sending again after failures", "failed_cycles", failures)
 			failures = 0
 		}
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
 	}
@@ -404,7 +404,7 @@ func (s *Sender) runLoad(ctx context.Context) {
 				}
 			}
 		}
-		if !sleep(ctx, time.Until(next)) {
+		if !backoff.Sleep(ctx, time.Until(next)) {
 			return
 		}
 		subs := make([]Submission, n)
@@ -469,7 +469,7 @@ func (s *Sender) sendBatch(ctx context.Context, subs []Submission) {
 			wait := s.cfg.Backoff.Delay(int(s.failures.Load()))
 			s.cfg.Logger.Warn("batch send failed", "error", err, "submissions", len(chunk), "retry_in", wait.Round(time.Millisecond).String())
 			s.progress()
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return
 			}
 			continue
@@ -577,19 +577,4 @@ func (s *Sender) progress() {
 	s.cbMu.Lock()
 	defer s.cbMu.Unlock()
 	s.cfg.Progress(st)
-}
-
-// sleep waits d or until ctx is done; false if ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

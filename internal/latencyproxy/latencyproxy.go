@@ -16,7 +16,6 @@
 package latencyproxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/event-processor/event-processor/internal/backoff"
 )
 
 // DefaultRTT is the benchmark's default delay: a few milliseconds, a round
@@ -152,22 +153,11 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 			p.inFlight--
 			p.mu.Unlock()
 		}()
-		if p.rtt > 0 && !sleep(r.Context(), p.rtt) {
+		if p.rtt > 0 && !backoff.Sleep(r.Context(), p.rtt) {
 			return // the client gave up
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Action returns the action named by an X-Amz-Target header value: the part

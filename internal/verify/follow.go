@@ -361,8 +361,8 @@ func (cfg settings) retryThrottled(ctx context.Context, what string, fn func() e
 		if attempt == 1 || attempt%10 == 0 {
 			cfg.logf("%s: throttled (%d in a row), backing off: %v", what, attempt, err)
 		}
-		if err := sleep(ctx, cfg.backoff.Delay(attempt)); err != nil {
-			return err
+		if !backoff.Sleep(ctx, cfg.backoff.Delay(attempt)) {
+			return ctx.Err()
 		}
 	}
 }
@@ -378,17 +378,6 @@ func isThrottled(err error) bool {
 func isExpiredIterator(err error) bool {
 	var ex *types.ExpiredIteratorException
 	return errors.As(err, &ex)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // reader reads one shard.
@@ -518,7 +507,7 @@ func (r *reader) run(ctx context.Context) {
 				wait = r.cfg.poll
 			}
 		}
-		if sleep(ctx, wait) != nil {
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
 	}
