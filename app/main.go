@@ -121,7 +121,7 @@ Commands:
   status live status line of a running processor and its queues
   help   show this text
 
-Each command takes -h for its own help.
+fleet, dlq, tail and status take -h for their own help; run and init take no arguments.
 
 Environment (defaults in brackets):
 `)
