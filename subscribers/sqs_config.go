@@ -37,14 +37,16 @@ type SQSConfig struct {
 	ConsumeWorkers int
 
 	// MaxInFlight caps the messages handed to the router and not yet acked or nacked: the
-	// subscriber stops receiving when it is reached (backpressure, bounded memory). Default: 64.
+	// subscriber stops receiving when it is reached (backpressure, bounded memory).
+	// Default: 256, as the processor's MAX_IN_FLIGHT.
 	MaxInFlight int
 
 	// MaxInFlightBytes caps the body bytes of the messages received and not yet acked or nacked:
 	// receiving pauses while it is reached, so a backlog of large submissions cannot take more
-	// memory than this (plus what the handler builds from them). It is checked before each
-	// receive, so it may be exceeded by one receive per worker (BatchSize messages each), and a
-	// single message larger than it still goes through, alone. Default: 32 MiB. Negative: no cap.
+	// memory than this (plus what the handler builds from them). A receive asks for no more
+	// messages than fit at the average body size seen so far, so the cap is overshot only by
+	// messages larger than that average; a message larger than the cap still goes through,
+	// alone. Default: 16 MiB, as the processor's MAX_IN_FLIGHT_BYTES. Negative: no cap.
 	MaxInFlightBytes int
 
 	// HeartbeatInterval is how often the visibility of a message still being handled is extended
@@ -91,10 +93,10 @@ func (c *SQSConfig) setDefaults() {
 		c.ConsumeWorkers = 4
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 64
+		c.MaxInFlight = 256
 	}
 	if c.MaxInFlightBytes == 0 {
-		c.MaxInFlightBytes = 32 << 20
+		c.MaxInFlightBytes = 16 << 20
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = c.VisibilityTimeout / 3
