@@ -3,7 +3,6 @@ package subscribers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,44 +23,49 @@ const (
 	SentTimestampKey = "sqs_sent_timestamp" // milliseconds since the epoch
 )
 
-// receiptHandleKey carries the receipt handle from the unmarshaler to the subscriber; it is
-// removed before the message reaches a handler.
-const receiptHandleKey = "_sqs_receipt_handle"
-
 // ErrClosed is returned by Subscribe after Close.
 var ErrClosed = errors.New("sqs subscriber: closed")
 
-// SQS is a message.Subscriber for an SQS queue. It receives with watermill-aws's subscriber but
-// takes over acknowledgement, because of how watermill-aws acknowledges:
+// receiveRetryDelay is the pause after a failed ReceiveMessage (watermill-aws's ReconnectRetrySleep).
+const receiveRetryDelay = time.Second
+
+// SQS is a message.Subscriber for an SQS queue that hands out many messages at once and
+// acknowledges them the way this processor needs:
 //
-//   - Ack: the message is deleted by this subscriber, with a context of its own. watermill-aws
-//     deletes with a context that Close cancels, and drops acks that arrive while closing, so
-//     finished work would be redelivered after a clean stop.
-//   - Nack: the message is made visible again after a short backoff (ChangeMessageVisibility).
-//     watermill-aws leaves a nacked message hidden for the whole visibility timeout and abandons
-//     the rest of its received batch; here its worker is told "done" at once and moves on.
-//   - Messages are handed out as soon as they are received, up to MaxInFlight at a time: a
-//     watermill-aws worker would otherwise hold one message at a time.
+//   - Ack: the message is deleted, batched with others (DeleteMessageBatch), with a context of
+//     its own, so an ack that arrives while closing still deletes.
+//   - Nack: the message is made visible again after a short backoff (ChangeMessageVisibility),
+//     not after the whole visibility timeout, and the rest of its batch goes on.
+//   - Messages are handed out as soon as they are received, up to MaxInFlight (and
+//     MaxInFlightBytes) at a time, and no more are received than fit: a message received while
+//     every slot is taken would wait hidden, without heartbeat, and come back as a duplicate.
 //   - A message handled for long has its visibility extended (heartbeat), so it is not redelivered
 //     to another consumer while it is still being written.
 //   - Close stops receiving first, releases what was received but not handed out, lets handlers
 //     finish for DrainTimeout, and releases what is still unfinished after that.
 //
-// watermill-aws's own DeleteMessage calls are made no-ops by a client middleware: after the
-// subscriber has handled a message it acks it towards watermill-aws only to let its worker go on.
+// It receives with its own ReceiveMessage loops. It used to wrap watermill-aws's subscriber, which
+// hands out one message at a time per worker and deletes each with its own DeleteMessage; making
+// those no-ops still cost an SDK call per message (8% of the processor's CPU in a profile of
+// just bench) and a logger and context per message. Messages are read with watermill-aws's
+// DefaultMarshalerUnmarshaler, so what its publisher sends arrives as it would there.
 type SQS struct {
 	config  SQSConfig
 	client  *sqs.Client
 	deleter *batchDeleter
 	// stopDeleter ends the deleter once no message is in flight any more.
 	stopDeleter context.CancelFunc
-	upstream    *wmsqs.Subscriber
-	gate        *receiveGate
 	logger      watermill.LoggerAdapter
 
-	// slots holds one token per message handed out and not yet deleted or released: the
-	// MaxInFlight cap, and what Close waits to see empty.
+	// slots holds one token per message handed out and not yet deleted or released, and one per
+	// message a receive in progress may bring: the MaxInFlight cap, and what Close waits to see
+	// empty.
 	slots chan struct{}
+	// asked is how many messages the receives in progress asked for (their slots).
+	asked     atomic.Int64
+	reserving sync.Mutex
+	// failing counts consecutive failed receives, so an outage is logged once, not every second.
+	failing atomic.Int64
 
 	mu      sync.Mutex
 	closed  bool
@@ -73,9 +77,8 @@ type SQS struct {
 	// abandon tells trackers to stop waiting for handlers that did not answer in time.
 	abandon chan struct{}
 
-	seen       atomic.Int64 // messages read from watermill-aws
-	bodies     *byteBudget  // body bytes of the messages unmarshalled and not yet finished
-	forwarders sync.WaitGroup
+	bodies    *byteBudget // body bytes of the messages received and not yet finished
+	receivers sync.WaitGroup
 }
 
 var _ message.Subscriber = (*SQS)(nil)
@@ -86,38 +89,6 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 	if err := config.Validate(); err != nil {
 		return nil, err
 	}
-	s := &SQS{}
-	bodies := &byteBudget{limit: int64(config.MaxInFlightBytes)}
-	gate := newReceiveGate(
-		func() int { return bodies.room(cap(s.slots) - len(s.slots)) },
-		func() int64 { return s.seen.Load() },
-	)
-	upstreamOpts := append(append([]func(*sqs.Options){}, config.OptFns...), func(o *sqs.Options) {
-		o.APIOptions = append(o.APIOptions, gate.addTo)
-	})
-	receiveInput := &sqs.ReceiveMessageInput{
-		MaxNumberOfMessages:         config.BatchSize,
-		WaitTimeSeconds:             int32(config.WaitTime / time.Second),
-		VisibilityTimeout:           int32(config.VisibilityTimeout / time.Second),
-		MessageAttributeNames:       []string{"All"},
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
-	}
-	upstream, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
-		AWSConfig:                   config.AWSConfig,
-		OptFns:                      upstreamOpts,
-		DoNotCreateQueueIfNotExists: true,
-		QueueUrlResolver:            wmsqs.TransparentUrlResolver{},
-		ConsumeWorkers:              config.ConsumeWorkers,
-		Unmarshaler:                 unmarshaler{bodies: bodies},
-		GenerateReceiveMessageInput: func(_ context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
-			in := *receiveInput
-			in.QueueUrl = aws.String(string(queueURL))
-			return &in, nil
-		},
-	}, config.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("sqs subscriber: %w", err)
-	}
 	handlersCtx, cancel := context.WithCancel(context.Background())
 	client := sqs.NewFromConfig(config.AWSConfig, config.OptFns...)
 	// 20 ms of linger fills most batches at a few hundred deletes a second (5 ms gave 6-7 per call
@@ -125,101 +96,214 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 	deleter := newBatchDeleter(client, 20*time.Millisecond, 10*time.Second, config.Observer)
 	deleterCtx, stopDeleter := context.WithCancel(context.Background())
 	go deleter.run(deleterCtx)
-	*s = SQS{
+	return &SQS{
 		config:         config,
 		client:         client,
 		deleter:        deleter,
 		stopDeleter:    stopDeleter,
-		upstream:       upstream,
-		gate:           gate,
-		bodies:         bodies,
+		bodies:         &byteBudget{limit: int64(config.MaxInFlightBytes)},
 		logger:         config.Logger,
 		slots:          make(chan struct{}, config.MaxInFlight),
 		closing:        make(chan struct{}),
 		handlersCtx:    handlersCtx,
 		cancelHandlers: cancel,
 		abandon:        make(chan struct{}),
-	}
-	return s, nil
+	}, nil
 }
 
-// Subscribe receives from the queue whose URL is topic.
+// Subscribe receives from the queue whose URL is topic, with ConsumeWorkers receive loops. The
+// end of ctx starts the same drain as Close.
 func (s *SQS) Subscribe(ctx context.Context, queueURL string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
-	// A cancelled ctx would make watermill-aws abandon received messages without releasing them:
-	// it gets a context of its own, and the end of ctx starts the same drain as Close.
-	in, err := s.upstream.Subscribe(context.WithoutCancel(ctx), queueURL)
-	if err != nil {
-		return nil, fmt.Errorf("sqs subscriber: %w", err)
-	}
 	context.AfterFunc(ctx, func() { _ = s.Close() })
 	out := make(chan *message.Message)
-	s.forwarders.Add(1)
+	logger := s.logger.With(watermill.LogFields{"queue": queueURL})
+	var loops sync.WaitGroup
+	for range s.config.ConsumeWorkers {
+		loops.Add(1)
+		s.receivers.Add(1)
+		go func() {
+			defer s.receivers.Done()
+			defer loops.Done()
+			s.receiveLoop(queueURL, out, logger)
+		}()
+	}
 	go func() {
-		defer s.forwarders.Done()
-		defer close(out)
-		s.forward(queueURL, in, out)
+		loops.Wait()
+		close(out)
 	}()
 	return out, nil
 }
 
-// forward hands watermill-aws's messages to the router, or releases them once closing.
-func (s *SQS) forward(queueURL string, in <-chan *message.Message, out chan<- *message.Message) {
-	logger := s.logger.With(watermill.LogFields{"queue": queueURL})
-	for received := range in {
-		s.seen.Add(1)
-		receipt := received.Metadata.Get(receiptHandleKey)
-		size := len(received.Payload)
-		// watermill-aws waits for this before it offers the next message; its delete is a no-op.
-		received.Ack()
-		// drop gives back a message that will not be handled, as soon as possible.
-		drop := func() {
-			s.release(queueURL, receipt, 0, logger)
-			s.bodies.done(size)
+// receiveLoop receives and hands out messages until closing.
+func (s *SQS) receiveLoop(queueURL string, out chan<- *message.Message, logger watermill.LoggerAdapter) {
+	in := sqs.ReceiveMessageInput{
+		QueueUrl:                    aws.String(queueURL),
+		WaitTimeSeconds:             int32(s.config.WaitTime / time.Second),
+		VisibilityTimeout:           int32(s.config.VisibilityTimeout / time.Second),
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
+	}
+	for {
+		n := s.reserve()
+		if n == 0 {
+			return
 		}
+		in.MaxNumberOfMessages = int32(n)
+		received, err := s.receive(&in)
+		s.asked.Add(-int64(n))
+		for range n - len(received) {
+			<-s.slots
+		}
+		if err != nil {
+			s.receiveFailed(err, logger)
+			select {
+			case <-s.closing:
+			case <-time.After(receiveRetryDelay):
+			}
+			continue
+		}
+		if s.failing.Swap(0) > 0 {
+			logger.Info("Receiving again", nil)
+		}
+		for i := range received {
+			s.handOut(queueURL, &received[i], out, logger)
+		}
+	}
+}
 
+// reserve waits until at least one more message may be received and takes a slot for each of
+// the (at most BatchSize) messages the next receive may ask for. It returns 0 once closing.
+//
+// The byte cap counts what receives in progress may still bring: otherwise every receive loop
+// could overshoot it by a whole batch.
+func (s *SQS) reserve() int {
+	// One loop at a time: loops taking freed slots in turns would each ask for a few messages.
+	s.reserving.Lock()
+	defer s.reserving.Unlock()
+	for {
 		select {
 		case <-s.closing:
-			drop()
-			continue
+			return 0
 		default:
+		}
+		asked := s.asked.Load()
+		room := int64(s.bodies.room(int(s.config.BatchSize)+int(asked))) - asked
+		if room <= 0 {
+			// At the byte cap: wait for a handler to finish a message.
+			select {
+			case <-s.closing:
+				return 0
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
 		}
 		select {
 		case s.slots <- struct{}{}:
 		case <-s.closing:
-			drop()
-			continue
+			return 0
 		}
-		msg := message.NewMessage(received.UUID, received.Payload)
-		for k, v := range received.Metadata {
-			if k != receiptHandleKey {
-				msg.Metadata.Set(k, v)
-			}
-		}
-		ctx, cancel := context.WithCancel(s.handlersCtx)
-		msg.SetContext(ctx)
-
-		select {
-		case out <- msg:
-		case <-s.closing:
-			cancel()
-			<-s.slots
-			drop()
-			continue
-		}
-		go func() {
-			defer func() {
-				s.bodies.done(size)
-				<-s.slots
-			}()
-			defer cancel()
-			s.track(queueURL, msg, receipt, messageLogger{base: logger, fields: watermill.LogFields{"message_uuid": msg.UUID}})
-		}()
+		n := 1 + s.moreSlots(int(room)-1)
+		s.asked.Add(int64(n))
+		return n
 	}
+}
+
+// gatherSlots is how long a receive waits for more free slots when fewer than it could ask for
+// are free. With every slot taken, slots come free one at a time, and asking as soon as one is
+// free made a receive per message (twice the ReceiveMessage calls of just bench); a receive
+// costs the same CPU whether it brings one message or ten.
+const gatherSlots = 5 * time.Millisecond
+
+// moreSlots takes up to want more slots: those free at once, and those freed within gatherSlots.
+func (s *SQS) moreSlots(want int) int {
+	n := 0
+	var timeout <-chan time.Time
+	for n < want {
+		select {
+		case s.slots <- struct{}{}:
+			n++
+			continue
+		default:
+		}
+		if timeout == nil {
+			timeout = time.After(gatherSlots)
+		}
+		select {
+		case s.slots <- struct{}{}:
+			n++
+		case <-timeout:
+			return n
+		case <-s.closing:
+			return n
+		}
+	}
+	return n
+}
+
+// receive makes one ReceiveMessage call. It is not cancelled by Close: a long poll whose client
+// went away can still take messages on the server (seen with fauxqs), which would then stay
+// hidden for a whole visibility timeout. The timeout only bounds a connection that hangs.
+func (s *SQS) receive(in *sqs.ReceiveMessageInput) ([]types.Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.config.WaitTime+10*time.Second)
+	defer cancel()
+	res, err := s.client.ReceiveMessage(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return res.Messages, nil
+}
+
+// receiveFailed logs the first failure of a streak as an error and the rest at debug: during an
+// outage every loop fails every second.
+func (s *SQS) receiveFailed(err error, logger watermill.LoggerAdapter) {
+	if s.failing.Add(1) == 1 {
+		logger.Error("Cannot receive messages; retrying every second", err, nil)
+		return
+	}
+	logger.Debug("Receive failed", watermill.LogFields{"err": err.Error()})
+}
+
+// handOut gives a received message, holding one of the receive's slots, to the router, or
+// releases it once closing, and then tracks it until the handler's verdict is carried out.
+func (s *SQS) handOut(queueURL string, received *types.Message, out chan<- *message.Message, logger watermill.LoggerAdapter) {
+	msg := unmarshal(received)
+	receipt := aws.ToString(received.ReceiptHandle)
+	size := len(msg.Payload)
+	s.bodies.add(size)
+	finished := func() {
+		s.bodies.done(size)
+		<-s.slots
+	}
+	// drop gives back a message that will not be handled, as soon as possible.
+	drop := func() {
+		s.release(queueURL, receipt, 0, logger)
+		finished()
+	}
+	select {
+	case <-s.closing:
+		drop()
+		return
+	default:
+	}
+	ctx, cancel := context.WithCancel(s.handlersCtx)
+	msg.SetContext(ctx)
+	select {
+	case out <- msg:
+	case <-s.closing:
+		cancel()
+		drop()
+		return
+	}
+	go func() {
+		defer finished()
+		defer cancel()
+		s.track(queueURL, msg, receipt, messageLogger{base: logger, fields: watermill.LogFields{"message_uuid": msg.UUID}})
+	}()
 }
 
 // track waits for the handler's verdict on msg and carries it out on the queue.
@@ -309,8 +393,11 @@ func (s *SQS) Close() error {
 	close(s.closing)
 	s.mu.Unlock()
 
-	s.gate.close()
-	if !s.waitIdle(s.config.DrainTimeout) {
+	start := time.Now()
+	// Receives in progress finish (within WaitTime) and release what they bring; handlers go on
+	// meanwhile.
+	s.receivers.Wait()
+	if !s.waitIdle(s.config.DrainTimeout - time.Since(start)) {
 		s.logger.Info("Handlers still busy after the drain timeout, cancelling them", nil)
 		s.cancelHandlers()
 		if !s.waitIdle(5 * time.Second) {
@@ -319,25 +406,12 @@ func (s *SQS) Close() error {
 		}
 	}
 	s.cancelHandlers()
-	// Receives that were in progress when the gate closed still deliver their messages (even ones
-	// just released); forward releases them. Only once every received message has been seen may
-	// the upstream close: it would drop the ones still offered, hidden for a visibility timeout.
-	for deadline := time.Now().Add(s.config.WaitTime + 5*time.Second); !s.gate.drained(s.seen.Load()); {
-		if time.Now().After(deadline) {
-			s.logger.Error("Received messages not handed over in time; they are redelivered after the visibility timeout", nil, nil)
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	err := s.upstream.Close()
-	s.forwarders.Wait()
 	s.stopDeleter()
-	return err
+	return nil
 }
 
-// waitIdle waits until no message is in flight. A WaitGroup would not do: forward may add a
-// message while Close waits, which WaitGroup forbids.
+// waitIdle waits until no message is in flight. A WaitGroup would not do: a receive loop may add
+// a message while Close waits, which WaitGroup forbids.
 func (s *SQS) waitIdle(timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for len(s.slots) > 0 {
@@ -349,21 +423,13 @@ func (s *SQS) waitIdle(timeout time.Duration) bool {
 	return true
 }
 
-// unmarshaler reads the SQS attributes the subscriber needs into metadata and counts the bodies
-// received, for MaxInFlightBytes.
-type unmarshaler struct {
-	bodies *byteBudget
-}
-
-func (u unmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
-	msg, err := wmsqs.DefaultMarshalerUnmarshaler{}.Unmarshal(m)
-	if err != nil {
-		return nil, err
-	}
-	u.bodies.add(len(msg.Payload))
-	msg.Metadata.Set(receiptHandleKey, aws.ToString(m.ReceiptHandle))
+// unmarshal reads a received message as watermill-aws would, plus the SQS attributes the
+// subscriber and the handlers need.
+func unmarshal(m *types.Message) *message.Message {
+	// DefaultMarshalerUnmarshaler never fails.
+	msg, _ := wmsqs.DefaultMarshalerUnmarshaler{}.Unmarshal(m)
 	msg.Metadata.Set(MessageIDKey, aws.ToString(m.MessageId))
 	msg.Metadata.Set(ReceiveCountKey, m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	msg.Metadata.Set(SentTimestampKey, m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)])
-	return msg, nil
+	return msg
 }
