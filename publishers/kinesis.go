@@ -158,16 +158,21 @@ func newSequence(messages []*message.Message) (*sequence, error) {
 		sizes:   make([]int, len(messages)),
 		done:    make(chan error, 1),
 	}
+	var key *string
 	for i, msg := range messages {
-		key := msg.Metadata.Get(PartitionKeyMetadataKey)
-		if key == "" {
+		k := msg.Metadata.Get(PartitionKeyMetadataKey)
+		if k == "" {
 			return nil, fmt.Errorf("message %s: %w", msg.UUID, ErrNoPartitionKey)
 		}
-		size := len(msg.Payload) + len(key)
+		// The records of one call mostly share their key: one string for them all.
+		if key == nil || *key != k {
+			key = aws.String(k)
+		}
+		size := len(msg.Payload) + len(k)
 		if size > MaxBytesPerRecord {
 			return nil, fmt.Errorf("message %s (%d bytes): %w", msg.UUID, size, ErrRecordTooLarge)
 		}
-		s.entries[i] = types.PutRecordsRequestEntry{Data: msg.Payload, PartitionKey: aws.String(key)}
+		s.entries[i] = types.PutRecordsRequestEntry{Data: msg.Payload, PartitionKey: key}
 		s.sizes[i] = size
 	}
 	return s, nil
