@@ -72,24 +72,24 @@ func checkEventData(t *testing.T, e Event) {
 	dec.DisallowUnknownFields()
 	switch e.Type {
 	case NewProcessType:
-		var np newProcess
-		require.NoError(t, dec.Decode(&np))
-		require.NoError(t, validate.Struct(&np))
-		canon, err := json.Marshal(struct {
+		var np struct {
 			Cmdl string `json:"cmdl"`
 			User string `json:"user"`
-		}{np.Cmdl, np.User})
+		}
+		require.NoError(t, dec.Decode(&np))
+		require.NoError(t, validate.Struct(&newProcess{Cmdl: []byte(np.Cmdl), User: []byte(np.User)}))
+		canon, err := json.Marshal(np)
 		require.NoError(t, err)
 		require.Equal(t, string(canon), string(e.Data))
 	case NetworkConnectionType:
-		var nc networkConnection
-		require.NoError(t, dec.Decode(&nc))
-		require.NoError(t, validate.Struct(&nc))
-		canon, err := json.Marshal(struct {
+		var nc struct {
 			SourceIP        string `json:"source_ip"`
 			DestinationIP   string `json:"destination_ip"`
 			DestinationPort int    `json:"destination_port"`
-		}{nc.SourceIP, nc.DestinationIP, nc.DestinationPort})
+		}
+		require.NoError(t, dec.Decode(&nc))
+		require.NoError(t, validate.Struct(&networkConnection{SourceIP: []byte(nc.SourceIP), DestinationIP: []byte(nc.DestinationIP), DestinationPort: nc.DestinationPort}))
+		canon, err := json.Marshal(nc)
 		require.NoError(t, err)
 		require.Equal(t, string(canon), string(e.Data))
 	default:

@@ -50,17 +50,19 @@ func Parse(body []byte) (*Submission, error) {
 	}
 
 	var lists []eventList
+	var listsBuf [4]eventList // the known types and a spare: no allocation in the usual case
+	entries := 0
 	if reason := top.presence(fieldEvents); reason != "" {
 		problems = append(problems, Problem{Path: "events", Reason: reason})
 	} else if ev := top.val[fieldEvents]; ev[0] != '{' {
 		problems = append(problems, Problem{Path: "events", Reason: reasonNotObject})
 	} else {
-		lists, problems = scanEventLists(ev, problems)
+		lists, problems = scanEventLists(ev, listsBuf[:0], problems)
 		// Bound the work before validating anything: a 1 MiB body can hold half a million
 		// entries, each of which would become a record or a listed problem.
-		if n := countEvents(lists); n > MaxEvents {
-			problems = append(problems, Problem{Path: "events", Reason: fmt.Sprintf("more than %d events (%d)", MaxEvents, n)})
-			lists = nil
+		if entries = countEvents(lists); entries > MaxEvents {
+			problems = append(problems, Problem{Path: "events", Reason: fmt.Sprintf("more than %d events (%d)", MaxEvents, entries)})
+			lists, entries = nil, 0
 		}
 	}
 	sub := &Submission{
@@ -69,6 +71,11 @@ func Parse(body []byte) (*Submission, error) {
 		TimeCreated:  env.TimeCreated,
 	}
 	p := eventParser{sub: sub, buf: make([]byte, 0, len(doc))}
+	if entries > 0 {
+		// Sized once for the case that matters, every entry valid, instead of growing.
+		sub.Events = make([]Event, 0, entries)
+		p.spans = make([][2]int, 0, entries)
+	}
 	// Digits of seq and total can only be known after dropping; the
 	// document length bounds the event count, so it bounds them too.
 	p.countDigits = len(strconv.Itoa(len(doc)))
@@ -144,7 +151,7 @@ func decodeBody(body []byte) (doc, obj []byte, reason string) {
 	if !utf8.Valid(doc) {
 		return nil, nil, "not valid UTF-8"
 	}
-	if !json.Valid(doc) {
+	if !validJSON(doc) {
 		return nil, nil, "not valid JSON (" + syntaxDetail(doc) + ")"
 	}
 	i := skipSpace(doc, 0)
@@ -259,6 +266,32 @@ func (f *fields) stringInto(i int, dst *string) string {
 	return ""
 }
 
+// textInto stores the text of field i in dst if it is a JSON string, else
+// says why not. Like stringInto, but dst is a slice of the document unless
+// the string has escapes.
+func (f *fields) textInto(i int, dst *[]byte) string {
+	if r := f.presence(i); r != "" {
+		return r
+	}
+	raw := f.val[i]
+	if len(raw) < 2 || raw[0] != '"' {
+		return reasonNotString
+	}
+	if hasLoneSurrogate(raw) {
+		return reasonLoneSurrogate
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 {
+		*dst = inner
+		return ""
+	}
+	s, ok := stringValue(raw)
+	if !ok {
+		return reasonNotString
+	}
+	*dst = []byte(s)
+	return ""
+}
+
 // intInto stores field i in dst if it is a JSON integer literal, else says why not.
 func (f *fields) intInto(i int, dst *int) string {
 	if r := f.presence(i); r != "" {
@@ -280,11 +313,10 @@ type eventList struct {
 	dupReported bool
 }
 
-// scanEventLists reads the members of "events" in document order. Its
+// scanEventLists appends the members of "events" to lists, in document order. Its
 // problems are submission level: a repeated list or a list that is not one
 // makes the document ambiguous.
-func scanEventLists(obj []byte, problems []Problem) ([]eventList, []Problem) {
-	var lists []eventList
+func scanEventLists(obj []byte, lists []eventList, problems []Problem) ([]eventList, []Problem) {
 	var index map[string]int // only for documents with many lists
 	m := newMembers(obj)
 	for m.next() {
@@ -422,18 +454,20 @@ func (p *eventParser) report(t EventType, i int, names []string, r *fieldReasons
 func (p *eventParser) newProcess(i int, obj []byte) bool {
 	var f fields
 	f.collect(obj, newProcessNames)
+	// p.np is reused: the validator takes it as an interface, so a local would escape.
 	p.np = newProcess{}
+	np := &p.np
 	var r fieldReasons
-	r[0] = f.stringInto(0, &p.np.Cmdl)
-	r[1] = f.stringInto(1, &p.np.User)
-	check(&p.np, newProcessNames, &r)
+	r[0] = f.textInto(0, &np.Cmdl)
+	r[1] = f.textInto(1, &np.User)
+	check(np, newProcessNames, &r)
 	if !p.report(NewProcessType, i, newProcessNames, &r) {
 		return false
 	}
 	p.buf = append(p.buf, `{"cmdl":`...)
-	p.buf = jsontext.AppendString(p.buf, p.np.Cmdl)
+	p.buf = jsontext.AppendStringBytes(p.buf, np.Cmdl)
 	p.buf = append(p.buf, `,"user":`...)
-	p.buf = jsontext.AppendString(p.buf, p.np.User)
+	p.buf = jsontext.AppendStringBytes(p.buf, np.User)
 	p.buf = append(p.buf, '}')
 	return true
 }
@@ -442,20 +476,21 @@ func (p *eventParser) networkConnection(i int, obj []byte) bool {
 	var f fields
 	f.collect(obj, networkConnNames)
 	p.nc = networkConnection{}
+	nc := &p.nc
 	var r fieldReasons
-	r[0] = f.stringInto(0, &p.nc.SourceIP)
-	r[1] = f.stringInto(1, &p.nc.DestinationIP)
-	r[2] = f.intInto(2, &p.nc.DestinationPort)
-	check(&p.nc, networkConnNames, &r)
+	r[0] = f.textInto(0, &nc.SourceIP)
+	r[1] = f.textInto(1, &nc.DestinationIP)
+	r[2] = f.intInto(2, &nc.DestinationPort)
+	check(nc, networkConnNames, &r)
 	if !p.report(NetworkConnectionType, i, networkConnNames, &r) {
 		return false
 	}
 	p.buf = append(p.buf, `{"source_ip":`...)
-	p.buf = jsontext.AppendString(p.buf, p.nc.SourceIP)
+	p.buf = jsontext.AppendStringBytes(p.buf, nc.SourceIP)
 	p.buf = append(p.buf, `,"destination_ip":`...)
-	p.buf = jsontext.AppendString(p.buf, p.nc.DestinationIP)
+	p.buf = jsontext.AppendStringBytes(p.buf, nc.DestinationIP)
 	p.buf = append(p.buf, `,"destination_port":`...)
-	p.buf = strconv.AppendInt(p.buf, int64(p.nc.DestinationPort), 10)
+	p.buf = strconv.AppendInt(p.buf, int64(nc.DestinationPort), 10)
 	p.buf = append(p.buf, '}')
 	return true
 }

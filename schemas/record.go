@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"crypto/sha1"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -54,44 +55,58 @@ func (s *Submission) RecordsRange(processedAt time.Time, key PartitionKey, from,
 	if key == PartitionBySubmission {
 		pk = s.SubmissionID
 	}
-	var tsBuf [40]byte
-	ts := processedAt.UTC().AppendFormat(tsBuf[:0], ProcessedAtLayout)
+
+	// Only event_id, event_type, seq and event_data differ between the
+	// records of a submission: what lies between them is encoded once.
+	var midBuf, tailBuf [160]byte
+	mid := append(midBuf[:0], `","submission_id":`...)
+	mid = jsontext.AppendString(mid, s.SubmissionID)
+	mid = append(mid, `,"device_id":`...)
+	mid = jsontext.AppendString(mid, s.DeviceID)
+	mid = append(mid, `,"event_type":`...)
+	tail := append(tailBuf[:0], `,"total":`...)
+	tail = strconv.AppendInt(tail, int64(n), 10)
+	tail = append(tail, `,"time_created":`...)
+	tail = jsontext.AppendString(tail, s.TimeCreated)
+	tail = append(tail, `,"processed_at":"`...)
+	tail = processedAt.UTC().AppendFormat(tail, ProcessedAtLayout)
+	tail = append(tail, `","event_data":`...)
 
 	size := 0
-	totalDigits := digits(n)
 	for i := from; i < to; i++ {
-		size += recordLen(s, s.Events[i].Type, len(s.Events[i].Data), digits(i), totalDigits)
+		e := &s.Events[i]
+		size += len(`{"event_id":"`) + uuidLen + len(mid) + len(e.Type) + 2 + len(`,"seq":`) + digits(i) + len(tail) + len(e.Data) + 1
 	}
 	// One buffer for all records; each Data is capped so appending to one
-	// cannot overwrite the next. If the size hint was short (strings that
+	// cannot overwrite the next. If the size was short (an event type that
 	// needed escaping), append moves on to a new array and earlier records
 	// keep the old one: still correct.
 	buf := make([]byte, 0, size)
+	// The event ids share one string too: a strings.Builder hands over its
+	// bytes without copying them.
+	var ids strings.Builder
+	ids.Grow(uuidLen * (to - from))
 	recs := make([]Record, to-from)
 	for i := from; i < to; i++ {
-		e := s.Events[i]
-		id := EventID(s.SubmissionID, s.DeviceID, e.Type, e.Index)
+		e := &s.Events[i]
+		var idBuf [uuidLen]byte
+		id := appendEventID(idBuf[:0], s.SubmissionID, s.DeviceID, e.Type, e.Index)
+		ids.Write(id)
 		start := len(buf)
-		buf = append(buf, `{"event_id":`...)
-		buf = jsontext.AppendString(buf, id)
-		buf = append(buf, `,"submission_id":`...)
-		buf = jsontext.AppendString(buf, s.SubmissionID)
-		buf = append(buf, `,"device_id":`...)
-		buf = jsontext.AppendString(buf, s.DeviceID)
-		buf = append(buf, `,"event_type":`...)
+		buf = append(buf, `{"event_id":"`...)
+		buf = append(buf, id...)
+		buf = append(buf, mid...)
 		buf = jsontext.AppendString(buf, string(e.Type))
 		buf = append(buf, `,"seq":`...)
 		buf = strconv.AppendInt(buf, int64(i), 10)
-		buf = append(buf, `,"total":`...)
-		buf = strconv.AppendInt(buf, int64(n), 10)
-		buf = append(buf, `,"time_created":`...)
-		buf = jsontext.AppendString(buf, s.TimeCreated)
-		buf = append(buf, `,"processed_at":"`...)
-		buf = append(buf, ts...)
-		buf = append(buf, `","event_data":`...)
+		buf = append(buf, tail...)
 		buf = append(buf, e.Data...)
 		buf = append(buf, '}')
-		recs[i-from] = Record{EventID: id, Seq: i, PartitionKey: pk, Data: buf[start:len(buf):len(buf)]}
+		recs[i-from] = Record{Seq: i, PartitionKey: pk, Data: buf[start:len(buf):len(buf)]}
+	}
+	all := ids.String()
+	for j := range recs {
+		recs[j].EventID = all[j*uuidLen : (j+1)*uuidLen]
 	}
 	return recs
 }
@@ -138,6 +153,12 @@ var eventNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/
 // redelivered submission yields the same ids and distinct events never share
 // one. The ids are taken case-insensitively, like the UUIDs they are.
 func EventID(submissionID, deviceID string, t EventType, index int) string {
+	var id [uuidLen]byte
+	return string(appendEventID(id[:0], submissionID, deviceID, t, index))
+}
+
+// appendEventID appends EventID's result to dst, without allocating.
+func appendEventID(dst []byte, submissionID, deviceID string, t EventType, index int) []byte {
 	// The name is "sub\ndev\ntype\nindex". Canonical UUIDs and the known
 	// types contain no '\n', so distinct events give distinct names.
 	var nameBuf [128]byte
@@ -153,16 +174,27 @@ func EventID(submissionID, deviceID string, t EventType, index int) string {
 	// Same as uuid.NewSHA1(eventNamespace, name without the namespace), but
 	// without its allocations; TestEventIDMatchesUUIDNewSHA1 holds them equal.
 	sum := sha1.Sum(name)
-	var id uuid.UUID
-	copy(id[:], sum[:])
-	id[6] = (id[6] & 0x0f) | 0x50 // version 5
-	id[8] = (id[8] & 0x3f) | 0x80 // RFC 4122 variant
-	return id.String()
+	sum[6] = (sum[6] & 0x0f) | 0x50 // version 5
+	sum[8] = (sum[8] & 0x3f) | 0x80 // RFC 4122 variant
+	// The canonical text form, as uuid.UUID.String writes it.
+	dst = hex.AppendEncode(dst, sum[0:4])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, sum[4:6])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, sum[6:8])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, sum[8:10])
+	dst = append(dst, '-')
+	return hex.AppendEncode(dst, sum[10:16])
 }
 
+// appendLower appends s lower-cased. Only an ASCII capital sends s through
+// strings.ToLower: the ids Parse hands over are lower case already.
 func appendLower(dst []byte, s string) []byte {
-	if strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) < 0 {
-		return append(dst, s...)
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return append(dst, strings.ToLower(s)...)
+		}
 	}
-	return append(dst, strings.ToLower(s)...)
+	return append(dst, s...)
 }

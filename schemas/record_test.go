@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,6 +224,11 @@ func TestEventIDMatchesUUIDNewSHA1(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		name := subID + "\n" + devID + "\n" + string(NetworkConnectionType) + "\n" + strconv.Itoa(i)
 		assert.Equal(t, uuid.NewSHA1(eventNamespace, []byte(name)).String(), EventID(subID, devID, NetworkConnectionType, i))
+	}
+	for _, i := range []int{0, 9, 10, 9999, 1 << 40} {
+		name := subID + "\n" + devID + "\n" + string(NewProcessType) + "\n" + strconv.Itoa(i)
+		want := uuid.NewSHA1(eventNamespace, []byte(name)).String()
+		assert.Equal(t, want, EventID(strings.ToUpper(subID), strings.ToUpper(devID), NewProcessType, i))
 	}
 }
 

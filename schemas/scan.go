@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// The scanner below walks JSON that json.Valid has already accepted, so it
+// The scanner below walks JSON that validJSON has already accepted, so it
 // never reports syntax errors: it only has to find where values start and
 // end. That lets Parse read every member of an object in document order,
 // see duplicate keys (encoding/json keeps the last one silently) and keep
@@ -163,7 +163,7 @@ func stringValue(raw []byte) (string, bool) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false // unreachable for json.Valid input
+		return "", false // unreachable for valid input
 	}
 	return s, true
 }
@@ -201,7 +201,7 @@ func hasLoneSurrogate(raw []byte) bool {
 	return false
 }
 
-// hex4 reads four hex digits (json.Valid has checked them).
+// hex4 reads four hex digits (validJSON has checked them).
 func hex4(b []byte) rune {
 	var r rune
 	for _, c := range b {

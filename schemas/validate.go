@@ -23,24 +23,38 @@ type envelope struct {
 	TimeCreated  string `json:"time_created" validate:"iso8601_datetime"`
 }
 
+// The event fields hold the decoded text as bytes: a slice of the document
+// when the JSON string has no escapes, the common case, so checking and
+// re-encoding an event makes no string of it. Hence nonempty rather than
+// required, which passes any non-nil slice.
+
 type newProcess struct {
-	Cmdl string `json:"cmdl" validate:"required"`
-	User string `json:"user" validate:"required"`
+	Cmdl []byte `json:"cmdl" validate:"nonempty"`
+	User []byte `json:"user" validate:"nonempty"`
 }
 
 type networkConnection struct {
-	SourceIP        string `json:"source_ip" validate:"ip_literal"`
-	DestinationIP   string `json:"destination_ip" validate:"ip_literal"`
+	SourceIP        []byte `json:"source_ip" validate:"ip_literal"`
+	DestinationIP   []byte `json:"destination_ip" validate:"ip_literal"`
 	DestinationPort int    `json:"destination_port" validate:"port"`
 }
 
-// reasons maps a failed tag to the text users see in reason_poisoned.
+// Reasons users see in reason_poisoned when a value fails its tag.
+const (
+	reasonEmpty      = "empty"
+	reasonNotUUID    = "not a UUID"
+	reasonNotISO8601 = "not an ISO 8601 date-time"
+	reasonNotIP      = "not an IP address"
+	reasonPortRange  = "out of range 0..65535"
+)
+
+// reasons maps a failed tag to its reason.
 var reasons = map[string]string{
-	"required":         "empty", // only used on strings
-	"uuid_canonical":   "not a UUID",
-	"iso8601_datetime": "not an ISO 8601 date-time",
-	"ip_literal":       "not an IP address",
-	"port":             "out of range 0..65535",
+	"nonempty":         reasonEmpty,
+	"uuid_canonical":   reasonNotUUID,
+	"iso8601_datetime": reasonNotISO8601,
+	"ip_literal":       reasonNotIP,
+	"port":             reasonPortRange,
 }
 
 func reasonFor(tag string) string {
@@ -64,23 +78,20 @@ func newValidator() *validator.Validate {
 		}
 		return name
 	})
-	custom := map[string]func(string) bool{
-		"uuid_canonical":   isCanonicalUUID,
-		"iso8601_datetime": isISO8601DateTime,
-		"ip_literal":       isIPLiteral,
+	rules := map[string]validator.Func{
+		"uuid_canonical":   func(fl validator.FieldLevel) bool { return isCanonicalUUID(fl.Field().String()) },
+		"iso8601_datetime": func(fl validator.FieldLevel) bool { return isISO8601DateTime(fl.Field().String()) },
+		"ip_literal":       func(fl validator.FieldLevel) bool { return isIPLiteralText(fl.Field().Bytes()) },
+		"nonempty":         func(fl validator.FieldLevel) bool { return fl.Field().Len() > 0 },
+		"port": func(fl validator.FieldLevel) bool {
+			p := fl.Field().Int()
+			return p >= 0 && p <= 65535
+		},
 	}
-	for tag, fn := range custom {
-		if err := v.RegisterValidation(tag, func(fl validator.FieldLevel) bool {
-			return fn(fl.Field().String())
-		}); err != nil {
+	for tag, fn := range rules {
+		if err := v.RegisterValidation(tag, fn); err != nil {
 			panic(err)
 		}
-	}
-	if err := v.RegisterValidation("port", func(fl validator.FieldLevel) bool {
-		p := fl.Field().Int()
-		return p >= 0 && p <= 65535
-	}); err != nil {
-		panic(err)
 	}
 	return v
 }
@@ -213,4 +224,35 @@ func daysIn(year, month int) int {
 func isIPLiteral(s string) bool {
 	a, err := netip.ParseAddr(s)
 	return err == nil && a.Zone() == ""
+}
+
+// isIPLiteralText is isIPLiteral for text in bytes. The usual IPv4 address is
+// recognised without making a string for netip; anything else goes to netip,
+// which decides. TestDottedQuadIsIPLiteral and FuzzIPLiteralText hold every quad
+// accepted here to be one netip accepts too.
+func isIPLiteralText(b []byte) bool {
+	return isDottedQuad(b) || isIPLiteral(string(b))
+}
+
+// isDottedQuad accepts four decimal fields 0..255 without leading zeros,
+// separated by dots: exactly netip's IPv4 form.
+func isDottedQuad(b []byte) bool {
+	fields, n, digits := 0, 0, 0
+	for i := 0; i <= len(b); i++ {
+		if i == len(b) || b[i] == '.' {
+			if digits == 0 || n > 255 {
+				return false
+			}
+			fields++
+			n, digits = 0, 0
+			continue
+		}
+		c := b[i]
+		if c < '0' || c > '9' || (digits == 1 && n == 0) || digits == 3 {
+			return false // not a digit, a leading zero, or more than 3 digits
+		}
+		n = n*10 + int(c-'0')
+		digits++
+	}
+	return fields == 4
 }

@@ -2,10 +2,65 @@ package schemas
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
+
+var checkStrings = []string{"", " ", "a", subID, strings.ToUpper(devID), "81140a44b06d421dbd00cbc65aab6503", tcVal,
+	"2021-03-28T15:44:18+02:00", "2021-02-30T00:00:00", "192.168.0.1", "::1", "fe80::1%eth0", "10.0.0.0/8", "01.2.3.4",
+	"0.0.0.0", "255.255.255.255", "256.0.0.1", "1.2.3", "1.2.3.4.5", "1..2.3", "1.2.3.4.", ".1.2.3", "1.2.3.04", "1.2.3.0004", "::ffff:1.2.3.4",
+	"\x00", "é"}
+
+// FuzzIPLiteralText holds the bytes shortcut to netip's verdict.
+func FuzzIPLiteralText(f *testing.F) {
+	for _, s := range checkStrings {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		require.Equal(t, isIPLiteral(s), isIPLiteralText([]byte(s)), "%q", s)
+	})
+}
+
+func TestValidatorTagsOnBytes(t *testing.T) {
+	cases := []struct {
+		name string
+		in   any
+		want fieldReasons
+	}{
+		{"non-empty text passes", &newProcess{Cmdl: []byte("a"), User: []byte("b")}, fieldReasons{}},
+		{"empty but non-nil text is empty", &newProcess{Cmdl: []byte{}, User: nil}, fieldReasons{reasonEmpty, reasonEmpty}},
+		{"IP addresses as bytes", &networkConnection{SourceIP: []byte("10.0.0.1"), DestinationIP: []byte("::1"), DestinationPort: 443}, fieldReasons{}},
+		{"not IP addresses, port out of range", &networkConnection{SourceIP: []byte("01.2.3.4"), DestinationIP: []byte("fe80::1%eth0"), DestinationPort: 65536}, fieldReasons{reasonNotIP, reasonNotIP, reasonPortRange}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var r fieldReasons
+			names := newProcessNames
+			if _, ok := c.in.(*networkConnection); ok {
+				names = networkConnNames
+			}
+			check(c.in, names, &r)
+			assert.Equal(t, c.want, r)
+		})
+	}
+}
+
+func TestDottedQuadIsIPLiteral(t *testing.T) {
+	for _, s := range checkStrings {
+		if isDottedQuad([]byte(s)) {
+			assert.True(t, isIPLiteral(s), s)
+		}
+	}
+	for _, s := range []string{"0.0.0.0", "1.2.3.4", "255.255.255.255", "10.0.0.1", "192.168.100.200"} {
+		assert.True(t, isDottedQuad([]byte(s)), s)
+	}
+	for _, s := range []string{"", "1.2.3", "256.1.1.1", "1.2.3.04", "00.1.2.3", "1.2.3.4.", "1.2.3.4/8", "::1", "1.2.3.-4", "1.2.3.4 "} {
+		assert.False(t, isDottedQuad([]byte(s)), s)
+	}
+}
 
 func TestIsCanonicalUUID(t *testing.T) {
 	cases := []struct {

@@ -16,8 +16,23 @@ var jsonHTMLSafe = func() (t [utf8.RuneSelf]bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// The exported functions stay out of line on purpose. Inlined into another
+// package, their call to the generic appendString is taken by escape
+// analysis (Go 1.26) as letting dst escape, which moves callers' stack
+// buffers to the heap; called from here, it is analysed precisely.
+
 // AppendString appends s as a JSON string literal exactly as json.Marshal encodes it.
-func AppendString(dst []byte, s string) []byte {
+//
+//go:noinline
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
+// AppendStringBytes is AppendString for text held in a byte slice, which
+// would otherwise need a string made of it first (an allocation).
+//
+//go:noinline
+func AppendStringBytes(dst []byte, s []byte) []byte { return appendString(dst, s) }
+
+func appendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -47,7 +62,9 @@ func AppendString(dst []byte, s string) []byte {
 			start = i
 			continue
 		}
-		c, size := utf8.DecodeRuneInString(s[i:])
+		// At most utf8.UTFMax bytes: short enough for the conversion of a
+		// []byte to stay on the stack.
+		c, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if c == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
