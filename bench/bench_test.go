@@ -75,8 +75,9 @@ func TestBenchSmoke(t *testing.T) {
 				assert.LessOrEqual(t, r.KinesisWriteCalls, r.Events, "batches across submissions")
 				assert.Equal(t, r.DLQExpected, r.DLQMessages)
 				assert.Positive(t, r.DLQExpected, "the fleet's ~10% invalid submissions reach the DLQ")
-				// SendMessage is the DLQ: one per invalid submission (more only on retries).
-				assert.GreaterOrEqual(t, r.SQSCalls["SendMessage"], r.DLQExpected)
+				// The DLQ's copies go in SendMessageBatch calls of up to 10 (more calls only on retries).
+				assert.Zero(t, r.SQSCalls["SendMessage"])
+				assert.GreaterOrEqual(t, r.SQSCalls["SendMessageBatch"]*10, r.DLQExpected)
 			case "baseline":
 				require.NotNil(t, r.Baseline)
 				assert.Equal(t, r.Events, r.Baseline.Events)
