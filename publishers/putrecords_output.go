@@ -24,20 +24,30 @@ func (p PutRecordsProtocol) DeserializeResponse(ctx context.Context, schema *smi
 	if !ok || resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return p.ClientProtocol.DeserializeResponse(ctx, schema, registry, resp, out)
 	}
-	var body strings.Builder
-	if resp.ContentLength > 0 {
-		body.Grow(int(resp.ContentLength))
-	}
-	if _, err := io.Copy(&body, resp.Body); err != nil {
+	body, err := readBody(resp)
+	if err != nil {
 		return &smithy.DeserializationError{Err: err}
 	}
-	if body.Len() == 0 {
+	if len(body) == 0 {
 		return nil
 	}
-	if err := decodePutRecordsOutput(body.String(), put); err != nil {
+	if err := decodePutRecordsOutput(string(body), put); err != nil {
 		return &smithy.DeserializationError{Err: err}
 	}
 	return nil
+}
+
+// readBody reads a response body of the announced length in one go: io.Copy would take a
+// 32 KiB buffer for every response, the body of an HTTP response offering no WriteTo.
+func readBody(resp *smithyhttp.Response) ([]byte, error) {
+	if resp.ContentLength <= 0 || resp.ContentLength > MaxBytesPerRequest {
+		return io.ReadAll(resp.Body)
+	}
+	body := make([]byte, resp.ContentLength)
+	if _, err := io.ReadFull(resp.Body, body); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 // decodePutRecordsOutput reads the JSON of a PutRecords result into out, as the SDK would: the

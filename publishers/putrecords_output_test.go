@@ -23,9 +23,10 @@ type answer struct {
 
 func (a answer) Do(*http.Request) (*http.Response, error) {
 	return &http.Response{
-		StatusCode:    a.status,
-		Header:        http.Header{"Content-Type": {"application/x-amz-json-1.1"}},
-		Body:          io.NopCloser(strings.NewReader(a.body)),
+		StatusCode: a.status,
+		Header:     http.Header{"Content-Type": {"application/x-amz-json-1.1"}},
+		// Like a network body: no WriteTo for io.Copy to use.
+		Body:          io.NopCloser(struct{ io.Reader }{strings.NewReader(a.body)}),
 		ContentLength: int64(len(a.body)),
 	}, nil
 }
