@@ -488,11 +488,13 @@ func (w *streamWriter) send(batch []*sequence) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.config.RequestTimeout)
 	defer cancel()
+	ctx, release := withBodyBuffer(ctx)
 	start := time.Now()
 	out, err := w.config.Client.PutRecords(ctx, &kinesis.PutRecordsInput{
 		StreamName: aws.String(w.stream),
 		Records:    entries,
 	})
+	release()
 	w.results <- putResult{batch: batch, out: out, err: err, took: time.Since(start)}
 }
 

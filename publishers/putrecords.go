@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/smithy-go"
@@ -44,12 +45,44 @@ func (p PutRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 	req.Header.Set("X-Amz-Target", "Kinesis_20131202.PutRecords")
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 
-	sreq, err := req.SetStream(bytes.NewReader(appendPutRecords(make([]byte, 0, putRecordsSize(put)), put)))
+	size := putRecordsSize(put)
+	var body []byte
+	if buf, ok := ctx.Value(bodyBufferKey{}).(*bodyBuffer); ok {
+		if cap(buf.b) < size {
+			buf.b = make([]byte, 0, size)
+		}
+		buf.b = appendPutRecords(buf.b[:0], put)
+		body = buf.b
+	} else {
+		body = appendPutRecords(make([]byte, 0, size), put)
+	}
+	sreq, err := req.SetStream(bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("set stream: %w", err)
 	}
 	*req = *sreq
 	return nil
+}
+
+// bodyBuffer is a PutRecords body that is written again for the next request once its call has
+// returned. The bodies are the largest allocations of the processor (tens of KiB per request,
+// zeroed, a tenth of the bytes it allocated in a profile of just bench).
+//
+// Reusing one is safe once PutRecords has returned: smithy-go's client handler closes the
+// request body as soon as the HTTP round trip returns, and the body it hands to net/http is a
+// safe closer that reads nothing more after that, even from a transport still holding it.
+type bodyBuffer struct{ b []byte }
+
+type bodyBufferKey struct{}
+
+var bodyBuffers = sync.Pool{New: func() any { return new(bodyBuffer) }}
+
+// withBodyBuffer returns a context under which PutRecordsProtocol writes the PutRecords body into
+// a pooled buffer, and the function that gives the buffer back: call it after PutRecords has
+// returned, never before.
+func withBodyBuffer(ctx context.Context) (context.Context, func()) {
+	buf := bodyBuffers.Get().(*bodyBuffer)
+	return context.WithValue(ctx, bodyBufferKey{}, buf), func() { bodyBuffers.Put(buf) }
 }
 
 // putRecordsSize is the body's size when no string needs escaping (stream names and partition
