@@ -163,9 +163,10 @@ test: deps vet fmt-check staticcheck vuln
     go test -run '^$' -bench . -benchtime=1x ./...
     just fuzz 10s
 
-[doc("Fuzz the decoder, the validator and the splitter, each for the given time (e.g. `just fuzz 10m`)")]
+[doc("Fuzz the decoder, the validator and the splitter, and the PutRecords result reader against the SDK's, each for the given time (e.g. `just fuzz 10m`)")]
 fuzz time="1m":
-    for target in FuzzParse FuzzDecode FuzzRecords; do go test ./schemas -run '^$' -fuzz "^$target\$" -fuzztime {{ time }}; done
+    for target in FuzzParse FuzzDecode FuzzRecords FuzzValidJSON; do go test ./schemas -run '^$' -fuzz "^$target\$" -fuzztime {{ time }}; done
+    go test ./publishers -run '^$' -fuzz '^FuzzFastPutRecordsResult$' -fuzztime {{ time }}
 
 [doc("Validate deploy/k8s with kubeconform (-strict) against the schemas vendored in deploy/schemas, and check the manifests' invariants and the IAM policies (part of `just test`)")]
 deploy-check:
