@@ -155,6 +155,11 @@ func (s *SQS) receiveLoop(queueURL string, out chan<- *message.Message, logger w
 		}
 		in.MaxNumberOfMessages = int32(n)
 		received, err := s.receive(&in)
+		// Counted as held before they stop counting as asked for: in between, another loop
+		// would see room for them twice.
+		for i := range received {
+			s.bodies.add(len(aws.ToString(received[i].Body)))
+		}
 		s.asked.Add(-int64(n))
 		for range n - len(received) {
 			<-s.slots
@@ -268,13 +273,13 @@ func (s *SQS) receiveFailed(err error, logger watermill.LoggerAdapter) {
 	logger.Debug("Receive failed", watermill.LogFields{"err": err.Error()})
 }
 
-// handOut gives a received message, holding one of the receive's slots, to the router, or
-// releases it once closing, and then tracks it until the handler's verdict is carried out.
+// handOut gives a received message, holding one of the receive's slots and counted in bodies,
+// to the router, or releases it once closing, and then tracks it until the handler's verdict is
+// carried out.
 func (s *SQS) handOut(queueURL string, received *types.Message, out chan<- *message.Message, logger watermill.LoggerAdapter) {
 	msg := unmarshal(received)
 	receipt := aws.ToString(received.ReceiptHandle)
-	size := len(msg.Payload)
-	s.bodies.add(size)
+	size := len(aws.ToString(received.Body))
 	finished := func() {
 		s.bodies.done(size)
 		<-s.slots
