@@ -367,6 +367,18 @@ func TestKinesisGivesUp(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Less(t, time.Since(start), 2*time.Second)
 	})
+	t.Run("when the message context is done before the call, and the publisher goes on", func(t *testing.T) {
+		_, client := newFakeKinesis(t, nil)
+		pub := newPublisher(t, client, nil)
+		for range 20 { // the writer sees the context's end both on acceptance and as a cancellation
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			msgs := calls(1, 3)[0]
+			msgs[0].SetContext(ctx)
+			require.ErrorIs(t, pub.Publish("events", msgs...), context.Canceled)
+		}
+		require.NoError(t, pub.Publish("events", calls(1, 3)[0]...))
+	})
 	t.Run("on Close", func(t *testing.T) {
 		_, client := newFakeKinesis(t, func(int, []string) fault { return fault{status: 500, errType: "InternalFailure"} })
 		pub := newPublisher(t, client, func(c *publishers.KinesisConfig) { c.MaxAttempts = -1 })
