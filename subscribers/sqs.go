@@ -155,6 +155,14 @@ func (s *SQS) receiveLoop(queueURL string, out chan<- *message.Message, logger w
 		}
 		in.MaxNumberOfMessages = int32(n)
 		received, err := s.receive(&in)
+		if len(received) > n {
+			// More than asked for would hold slots nobody took: give the rest back at once.
+			logger.Error("ReceiveMessage returned more messages than asked for; releasing the rest", nil, watermill.LogFields{"asked": n, "received": len(received)})
+			for _, m := range received[n:] {
+				s.release(queueURL, aws.ToString(m.ReceiptHandle), 0, logger)
+			}
+			received = received[:n]
+		}
 		// Counted as held before they stop counting as asked for: in between, another loop
 		// would see room for them twice.
 		for i := range received {
