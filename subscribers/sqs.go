@@ -406,28 +406,28 @@ func (s *SQS) Close() error {
 	close(s.closing)
 	s.mu.Unlock()
 
-	start := time.Now()
-	// Receives in progress finish (within WaitTime) and release what they bring; handlers go on
-	// meanwhile.
-	s.receivers.Wait()
-	if !s.waitIdle(s.config.DrainTimeout - time.Since(start)) {
+	// Handlers get the whole DrainTimeout, whatever the receives in progress do meanwhile.
+	if !s.waitHandled(s.config.DrainTimeout) {
 		s.logger.Info("Handlers still busy after the drain timeout, cancelling them", nil)
 		s.cancelHandlers()
-		if !s.waitIdle(5 * time.Second) {
+		if !s.waitHandled(5 * time.Second) {
 			close(s.abandon)
-			s.waitIdle(time.Minute)
+			s.waitHandled(time.Minute)
 		}
 	}
 	s.cancelHandlers()
+	// Receives in progress finish within WaitTime and release what they bring.
+	s.receivers.Wait()
 	s.stopDeleter()
 	return nil
 }
 
-// waitIdle waits until no message is in flight. A WaitGroup would not do: a receive loop may add
-// a message while Close waits, which WaitGroup forbids.
-func (s *SQS) waitIdle(timeout time.Duration) bool {
+// waitHandled waits until no message handed out is unfinished: the slots held, less those of
+// receives in progress. A WaitGroup would not do: a receive loop may add a message while Close
+// waits, which WaitGroup forbids.
+func (s *SQS) waitHandled(timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	for len(s.slots) > 0 {
+	for int64(len(s.slots)) > s.asked.Load() {
 		if time.Now().After(deadline) {
 			return false
 		}
