@@ -174,18 +174,7 @@ func (r *jsonReader) null() bool {
 // object reads an object, calling member with the reader at each member's value, which member
 // must consume.
 func (r *jsonReader) object(member func(key string) error) error {
-	r.space()
-	if r.i >= len(r.s) || r.s[r.i] != '{' {
-		return r.unexpected("an object")
-	}
-	r.i++
-	r.space()
-	if r.i < len(r.s) && r.s[r.i] == '}' {
-		r.i++
-		return nil
-	}
-	for {
-		r.space()
+	return r.container('{', '}', "an object", func() error {
 		key, err := r.string()
 		if err != nil {
 			return err
@@ -195,40 +184,31 @@ func (r *jsonReader) object(member func(key string) error) error {
 			return r.unexpected("':'")
 		}
 		r.i++
-		if err := member(key); err != nil {
-			return err
-		}
-		r.space()
-		if r.i >= len(r.s) {
-			return errJSONEnd
-		}
-		switch r.s[r.i] {
-		case ',':
-			r.i++
-		case '}':
-			r.i++
-			return nil
-		default:
-			return r.unexpected("',' or '}'")
-		}
-	}
+		return member(key)
+	})
 }
 
 // array reads an array, calling element with the reader at each element, which element must
 // consume.
 func (r *jsonReader) array(element func() error) error {
+	return r.container('[', ']', "an array", element)
+}
+
+// container reads what opens with open and closes with end, calling item for each of its
+// comma-separated items.
+func (r *jsonReader) container(open, end byte, what string, item func() error) error {
 	r.space()
-	if r.i >= len(r.s) || r.s[r.i] != '[' {
-		return r.unexpected("an array")
+	if r.i >= len(r.s) || r.s[r.i] != open {
+		return r.unexpected(what)
 	}
 	r.i++
 	r.space()
-	if r.i < len(r.s) && r.s[r.i] == ']' {
+	if r.i < len(r.s) && r.s[r.i] == end {
 		r.i++
 		return nil
 	}
 	for {
-		if err := element(); err != nil {
+		if err := item(); err != nil {
 			return err
 		}
 		r.space()
@@ -238,11 +218,11 @@ func (r *jsonReader) array(element func() error) error {
 		switch r.s[r.i] {
 		case ',':
 			r.i++
-		case ']':
+		case end:
 			r.i++
 			return nil
 		default:
-			return r.unexpected("',' or ']'")
+			return r.unexpected(fmt.Sprintf("',' or '%c'", end))
 		}
 	}
 }
