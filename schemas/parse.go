@@ -195,7 +195,7 @@ func syntaxDetail(doc []byte) string {
 	if err != nil {
 		return err.Error()
 	}
-	return "rejected by json.Valid"
+	return "rejected by validJSON"
 }
 
 const (
@@ -252,17 +252,11 @@ func (f *fields) presence(i int) string {
 
 // stringInto stores field i in dst if it is a JSON string, else says why not.
 func (f *fields) stringInto(i int, dst *string) string {
-	if r := f.presence(i); r != "" {
+	var text []byte
+	if r := f.textInto(i, &text); r != "" {
 		return r
 	}
-	s, ok := stringValue(f.val[i])
-	if !ok {
-		return reasonNotString
-	}
-	if hasLoneSurrogate(f.val[i]) {
-		return reasonLoneSurrogate
-	}
-	*dst = s
+	*dst = string(text)
 	return ""
 }
 
@@ -277,12 +271,13 @@ func (f *fields) textInto(i int, dst *[]byte) string {
 	if len(raw) < 2 || raw[0] != '"' {
 		return reasonNotString
 	}
-	if hasLoneSurrogate(raw) {
-		return reasonLoneSurrogate
-	}
+	// Without a backslash there is no escape, so no lone surrogate either.
 	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 {
 		*dst = inner
 		return ""
+	}
+	if hasLoneSurrogate(raw) {
+		return reasonLoneSurrogate
 	}
 	s, ok := stringValue(raw)
 	if !ok {

@@ -115,21 +115,15 @@ func (s *Submission) RecordsRange(processedAt time.Time, key PartitionKey, from,
 // values' lengths is the record's length.
 const recordSkeleton = `{"event_id":"","submission_id":"","device_id":"","event_type":"","seq":,"total":,"time_created":"","processed_at":"","event_data":}`
 
-// recordLen is the length of a record's Data for strings that need no
-// escaping (true of everything Parse accepts apart from event_data, which
-// is already encoded), with seq and total written in seqDigits and
-// totalDigits digits.
-func recordLen(s *Submission, t EventType, dataLen, seqDigits, totalDigits int) int {
-	return len(recordSkeleton) + uuidLen + len(s.SubmissionID) + len(s.DeviceID) + len(t) +
-		seqDigits + totalDigits + len(s.TimeCreated) + len(ProcessedAtLayout) + dataLen
-}
-
 // recordSize is what Kinesis counts against MaxRecordBytes (data plus
-// partition key), with seq and total taken at countDigits digits, an upper
-// bound since Parse cannot know them before all events are read.
+// partition key) for strings that need no escaping (true of everything Parse
+// accepts apart from event_data, which is already encoded), with seq and
+// total taken at countDigits digits, an upper bound since Parse cannot know
+// them before all events are read.
 func recordSize(s *Submission, t EventType, dataLen, countDigits int) int {
 	pk := max(len(s.DeviceID), len(s.SubmissionID))
-	return recordLen(s, t, dataLen, countDigits, countDigits) + pk
+	return len(recordSkeleton) + uuidLen + len(s.SubmissionID) + len(s.DeviceID) + len(t) +
+		2*countDigits + len(s.TimeCreated) + len(ProcessedAtLayout) + dataLen + pk
 }
 
 // digits is the number of decimal digits of n >= 0, without formatting it.

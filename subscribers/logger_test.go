@@ -10,7 +10,7 @@ import (
 
 func TestMessageLoggerAddsItsFieldsToEveryLine(t *testing.T) {
 	captured := watermill.NewCaptureLogger()
-	l := messageLogger{base: captured, fields: watermill.LogFields{"message_uuid": "m1"}}
+	l := messageLogger{base: captured, uuid: "m1"}
 	l.Info("info", watermill.LogFields{"a": 1})
 	boom := errors.New("boom")
 	l.Error("error", boom, nil)

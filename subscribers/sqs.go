@@ -111,7 +111,7 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 	}, nil
 }
 
-// Subscribe receives from the queue whose URL is topic, with ConsumeWorkers receive loops. The
+// Subscribe receives from the queue at queueURL (the topic), with ConsumeWorkers receive loops. The
 // end of ctx starts the same drain as Close.
 func (s *SQS) Subscribe(ctx context.Context, queueURL string) (<-chan *message.Message, error) {
 	s.mu.Lock()
@@ -165,8 +165,10 @@ func (s *SQS) receiveLoop(queueURL string, out chan<- *message.Message, logger w
 		}
 		// Counted as held before they stop counting as asked for: in between, another loop
 		// would see room for them twice.
+		sizes := make([]int, len(received))
 		for i := range received {
-			s.bodies.add(len(aws.ToString(received[i].Body)))
+			sizes[i] = len(aws.ToString(received[i].Body))
+			s.bodies.add(sizes[i])
 		}
 		s.asked.Add(-int64(n))
 		for range n - len(received) {
@@ -184,7 +186,7 @@ func (s *SQS) receiveLoop(queueURL string, out chan<- *message.Message, logger w
 			logger.Info("Receiving again", nil)
 		}
 		for i := range received {
-			s.handOut(queueURL, &received[i], out, logger)
+			s.handOut(queueURL, &received[i], sizes[i], out, logger)
 		}
 	}
 }
@@ -281,25 +283,15 @@ func (s *SQS) receiveFailed(err error, logger watermill.LoggerAdapter) {
 	logger.Debug("Receive failed", watermill.LogFields{"err": err.Error()})
 }
 
-// handOut gives a received message, holding one of the receive's slots and counted in bodies,
-// to the router, or releases it once closing, and then tracks it until the handler's verdict is
-// carried out.
-func (s *SQS) handOut(queueURL string, received *types.Message, out chan<- *message.Message, logger watermill.LoggerAdapter) {
+// handOut gives a received message, holding one of the receive's slots and counted in bodies
+// with size, to the router, or releases it once closing, and then tracks it until the handler's
+// verdict is carried out.
+func (s *SQS) handOut(queueURL string, received *types.Message, size int, out chan<- *message.Message, logger watermill.LoggerAdapter) {
 	msg := unmarshal(received)
 	receipt := aws.ToString(received.ReceiptHandle)
-	size := len(aws.ToString(received.Body))
-	finished := func() {
-		s.bodies.done(size)
-		<-s.slots
-	}
-	// drop gives back a message that will not be handled, as soon as possible.
-	drop := func() {
-		s.release(queueURL, receipt, 0, logger)
-		finished()
-	}
 	select {
 	case <-s.closing:
-		drop()
+		s.drop(queueURL, receipt, size, logger)
 		return
 	default:
 	}
@@ -309,14 +301,26 @@ func (s *SQS) handOut(queueURL string, received *types.Message, out chan<- *mess
 	case out <- msg:
 	case <-s.closing:
 		cancel()
-		drop()
+		s.drop(queueURL, receipt, size, logger)
 		return
 	}
 	go func() {
-		defer finished()
+		defer s.finished(size)
 		defer cancel()
-		s.track(queueURL, msg, receipt, messageLogger{base: logger, fields: watermill.LogFields{"message_uuid": msg.UUID}})
+		s.track(queueURL, msg, receipt, messageLogger{base: logger, uuid: msg.UUID})
 	}()
+}
+
+// finished gives back the slot and the body bytes of a message deleted or released.
+func (s *SQS) finished(size int) {
+	s.bodies.done(size)
+	<-s.slots
+}
+
+// drop gives back a message that will not be handled, as soon as possible.
+func (s *SQS) drop(queueURL, receipt string, size int, logger watermill.LoggerAdapter) {
+	s.release(queueURL, receipt, 0, logger)
+	s.finished(size)
 }
 
 // track waits for the handler's verdict on msg and carries it out on the queue.

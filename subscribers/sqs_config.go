@@ -14,10 +14,10 @@ import (
 
 // SQSConfig configures the SQS subscriber. The topic passed to Subscribe is the queue URL.
 type SQSConfig struct {
-	// AWSConfig is used for every SQS client of the subscriber.
+	// AWSConfig configures the subscriber's SQS client.
 	AWSConfig aws.Config
 
-	// OptFns are options for the SQS clients (endpoint, retryer, HTTP client).
+	// OptFns are options for its SQS client (endpoint, retryer, HTTP client).
 	OptFns []func(*sqs.Options)
 
 	// BatchSize is MaxNumberOfMessages of each ReceiveMessage, 1..10. Default: 10.
@@ -75,7 +75,7 @@ type SQSConfig struct {
 type SQSObserver interface {
 	// DeleteBatchDone is called after every DeleteMessageBatch call. deleted is how many of its
 	// entries SQS confirmed deleted; failures counts the others by error code: the entry's code
-	// (e.g. ReceiptHandleIsInvalid), the call's error code when the whole call failed (every entry
+	// (e.g. ReceiptHandleIsInvalid; "unknown" when it has none), the call's error code when the whole call failed (every entry
 	// then fails with it, "request_failed" when the error has no code), or "no_result" for an
 	// entry SQS did not answer. A failed delete is retried, so one message may fail, then be
 	// deleted; without a redelivery, every message is deleted at most once.
