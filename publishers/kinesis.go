@@ -70,7 +70,7 @@ func (k *Kinesis) Publish(topic string, messages ...*message.Message) error {
 	if len(messages) == 0 {
 		return nil
 	}
-	seq, err := newSequence(messages)
+	seq, err := newSequence(messages, k.config.ShardRateLimit != nil)
 	if err != nil {
 		return err
 	}
@@ -162,14 +162,21 @@ type sequence struct {
 	finished bool
 }
 
-func newSequence(messages []*message.Message) (*sequence, error) {
+// newSequence checks and gathers the records of one Publish call. paced: also hash their
+// partition keys for the shard map, here on the caller's goroutine rather than on the writer's,
+// which every record of the stream goes through.
+func newSequence(messages []*message.Message, paced bool) (*sequence, error) {
 	s := &sequence{
 		ctx:     messages[0].Context(),
 		entries: make([]types.PutRecordsRequestEntry, len(messages)),
 		sizes:   make([]int, len(messages)),
 		done:    make(chan error, 1),
 	}
+	if paced {
+		s.hashes = make([]hashKey, len(messages))
+	}
 	var key *string
+	var hash hashKey
 	for i, msg := range messages {
 		k := msg.Metadata.Get(PartitionKeyMetadataKey)
 		if k == "" {
@@ -178,6 +185,12 @@ func newSequence(messages []*message.Message) (*sequence, error) {
 		// The records of one call mostly share their key: one string for them all.
 		if key == nil || *key != k {
 			key = aws.String(k)
+			if paced {
+				hash = hashKeyOf(k)
+			}
+		}
+		if paced {
+			s.hashes[i] = hash
 		}
 		size := len(msg.Payload) + len(k)
 		if size > MaxBytesPerRecord {
@@ -316,16 +329,6 @@ func (w *streamWriter) accept(s *sequence) {
 		return
 	}
 	w.pending[s] = struct{}{}
-	if w.pacer != nil {
-		s.hashes = make([]hashKey, len(s.entries))
-		for i, e := range s.entries {
-			if i > 0 && aws.ToString(e.PartitionKey) == aws.ToString(s.entries[i-1].PartitionKey) {
-				s.hashes[i] = s.hashes[i-1]
-				continue
-			}
-			s.hashes[i] = hashKeyOf(aws.ToString(e.PartitionKey))
-		}
-	}
 	w.ready = append(w.ready, s)
 }
 

@@ -85,8 +85,8 @@ func withBodyBuffer(ctx context.Context) (context.Context, func()) {
 	return context.WithValue(ctx, bodyBufferKey{}, buf), func() { bodyBuffers.Put(buf) }
 }
 
-// putRecordsSize is the body's size when no string needs escaping (stream names and partition
-// keys rarely do; append grows the buffer if one does).
+// putRecordsSize is at least the body's size when no string needs escaping (stream names and
+// partition keys rarely do; append grows the buffer if one does).
 func putRecordsSize(in *kinesis.PutRecordsInput) int {
 	n := len(`{"Records":[],"StreamName":""}`)
 	if in.StreamName != nil {

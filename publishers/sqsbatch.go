@@ -165,15 +165,13 @@ func (p *SQSBatch) Publish(topic string, msgs ...*message.Message) error {
 		for range todo {
 			r := <-results
 			e := entries[r.index]
+			lastErr[r.index] = r.err
 			switch {
 			case r.err == nil:
-				lastErr[r.index] = nil
 			case r.retry:
-				lastErr[r.index] = r.err
 				e.alone = e.alone || r.alone
 				retry = append(retry, e)
 			default:
-				lastErr[r.index] = r.err
 				final = append(final, e)
 			}
 		}
@@ -237,8 +235,7 @@ func (p *SQSBatch) dispatch() {
 	defer close(p.batches)
 	pending := map[string]*sqsBatch{}
 	var full []*sqsBatch
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	timer := stoppedTimer()
 	var armed time.Time
 
 	for {
@@ -246,10 +243,10 @@ func (p *SQSBatch) dispatch() {
 		select {
 		case <-p.closing:
 			for _, b := range full {
-				p.fail(b, ErrSQSBatchClosed)
+				b.fail(ErrSQSBatchClosed)
 			}
 			for _, b := range pending {
-				p.fail(b, ErrSQSBatchClosed)
+				b.fail(ErrSQSBatchClosed)
 			}
 			return
 		default:
@@ -319,7 +316,8 @@ func (p *SQSBatch) nextReady(full []*sqsBatch, pending map[string]*sqsBatch) *sq
 // fit or fills it.
 func (p *SQSBatch) add(pending map[string]*sqsBatch, full []*sqsBatch, e *sqsEntry, now time.Time) []*sqsBatch {
 	b := pending[e.topic]
-	if b != nil && (e.alone || len(b.entries) >= p.config.MaxBatchEntries || b.bytes+e.size > p.config.MaxBatchBytes) {
+	// A request in the making is never full (it moves to full as it fills): only e may not fit.
+	if b != nil && (e.alone || b.bytes+e.size > p.config.MaxBatchBytes) {
 		full = append(full, b)
 		b = nil
 	}
@@ -336,7 +334,7 @@ func (p *SQSBatch) add(pending map[string]*sqsBatch, full []*sqsBatch, e *sqsEnt
 	return full
 }
 
-func (p *SQSBatch) fail(b *sqsBatch, err error) {
+func (b *sqsBatch) fail(err error) {
 	for _, e := range b.entries {
 		e.results <- sqsResult{index: e.index, err: err}
 	}

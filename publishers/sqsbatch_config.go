@@ -66,9 +66,10 @@ type SQSBatchConfig struct {
 	// Publish blocked for ever. Default: 30s.
 	RequestTimeout time.Duration
 
-	// RetryTimeout bounds how long Publish retries failed entries, from its start: no attempt
-	// starts after it, so Publish returns at most Linger plus RequestTimeout later, with the last
-	// error, and the caller redelivers. Default: 30s.
+	// RetryTimeout bounds how long Publish retries failed entries, from its start: no retry
+	// starts after it, and Publish then returns the last error (the caller redelivers). An
+	// attempt already started still waits for its request: its linger, a free sender (each
+	// busy one up to RequestTimeout) and the call itself. Default: 30s.
 	RetryTimeout time.Duration
 
 	// Backoff spaces the retries of failed entries and failed calls.
