@@ -156,7 +156,7 @@ tail-verify: (ep "tail" "--verify")
 bench *args: deps
     go run ./bench "$@"
 
-[doc("vet, gofmt check, staticcheck, govulncheck, all tests with the race detector, benchmarks once, 10 s of fuzzing (what CI runs)")]
+[doc("vet, gofmt check, staticcheck, govulncheck, all tests with the race detector, benchmarks once, 10 s per fuzz target (what CI runs)")]
 test: deps vet fmt-check staticcheck vuln
     go test -race -count=1 -timeout 12m ./...
     # Microbenchmarks once each, as a smoke test: timings are for `just bench`, never asserted.
