@@ -92,10 +92,8 @@ func retryTransient(ctx context.Context, logger *slog.Logger, what string, do fu
 		}
 		delay := policy.Delay(attempt)
 		logger.Info("Waiting for the endpoint", "step", what, "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String(), "reason", err.Error())
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, delay) {
 			return "", fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(delay):
 		}
 	}
 }

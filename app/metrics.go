@@ -118,21 +118,9 @@ func (m *pipelineMetrics) Middleware(h message.HandlerFunc) message.HandlerFunc 
 		defer m.inFlight.Dec()
 		produced, err := h(msg)
 		if err == nil && sentErr == nil {
-			m.latency.WithLabelValues(string(outcomeOf(msg))).Observe(time.Since(sent).Seconds())
+			m.latency.WithLabelValues(string(handlers.OutcomeOf(msg.Metadata.Get(publishers.DLQClassKey)))).Observe(time.Since(sent).Seconds())
 		}
 		return produced, err
-	}
-}
-
-// outcomeOf tells from the class the handler put on a message it rejected what became of it.
-func outcomeOf(msg *message.Message) handlers.Outcome {
-	switch msg.Metadata.Get(publishers.DLQClassKey) {
-	case "":
-		return handlers.OutcomeValid
-	case handlers.ClassInvalidEvents:
-		return handlers.OutcomePartial
-	default:
-		return handlers.OutcomeInvalid
 	}
 }
 

@@ -180,10 +180,8 @@ func waitReady(ctx context.Context, cfg Config, sqsClient *sqs.Client, kinClient
 		}
 		delay := policy.Delay(attempt)
 		logger.Info("Waiting for SQS and Kinesis", "attempt", attempt, "retry_in", delay.Round(time.Millisecond).String(), "reason", err.Error())
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, delay) {
 			return endpoints{}
-		case <-time.After(delay):
 		}
 	}
 }
@@ -225,12 +223,7 @@ const probeInterval = 5 * time.Second
 // keepProbing re-checks the queue, the DLQ and the stream while the processor runs, so /readyz
 // tells a scheduler when this replica cannot do its work (an outage, a deleted stream).
 func keepProbing(ctx context.Context, cfg Config, sqsClient *sqs.Client, kinClient *kinesis.Client, state *healthState, logger *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(probeInterval):
-		}
+	for backoff.Sleep(ctx, probeInterval) {
 		_, err := probe(ctx, cfg, sqsClient, kinClient)
 		if ctx.Err() != nil {
 			return

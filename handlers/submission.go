@@ -134,6 +134,19 @@ const (
 	OutcomeInvalid Outcome = "invalid"
 )
 
+// OutcomeOf is the outcome of a submission by the class of its rejection ("" for none): only
+// ClassInvalidEvents publishes anything.
+func OutcomeOf(class string) Outcome {
+	switch class {
+	case "":
+		return OutcomeValid
+	case ClassInvalidEvents:
+		return OutcomePartial
+	default:
+		return OutcomeInvalid
+	}
+}
+
 // Observer is told what the handler made of each submission. A redelivered submission is
 // handled, and told, again.
 type Observer interface {
@@ -238,11 +251,7 @@ func (h *Submission) reject(msg *message.Message, sub *schemas.Submission, r *Re
 	msg.Metadata.Set(publishers.DLQPoisonedAtKey, h.config.Now().UTC().Format(time.RFC3339Nano))
 	msg.Metadata.Set(publishers.DLQSourceMessageIDKey, msg.Metadata.Get(subscribers.MessageIDKey))
 	msg.Metadata.Set(publishers.DLQReceiveCountKey, msg.Metadata.Get(subscribers.ReceiveCountKey))
-	if r.Published > 0 || r.Class == ClassInvalidEvents {
-		h.observe(OutcomePartial, r.Class, r.Published, len(r.Problems))
-	} else {
-		h.observe(OutcomeInvalid, r.Class, 0, len(r.Problems))
-	}
+	h.observe(OutcomeOf(r.Class), r.Class, r.Published, len(r.Problems))
 	// Paths only at warn: the reason names fields, never their contents.
 	h.config.Logger.Warn("Submission rejected", append(logIDs(msg, sub), "class", r.Class, "problems", len(r.Problems), "published", r.Published, "reason", r.Error())...)
 	return r

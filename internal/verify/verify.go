@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/event-processor/event-processor/internal/backoff"
 	"github.com/event-processor/event-processor/internal/fleet"
 )
 
@@ -107,10 +108,8 @@ func ReadAll(ctx context.Context, client *kinesis.Client, stream string) ([]Reco
 					break
 				}
 				// Real Kinesis may return empty batches while behind; do not spin.
-				select {
-				case <-ctx.Done():
+				if !backoff.Sleep(ctx, 200*time.Millisecond) {
 					return out, ctx.Err()
-				case <-time.After(200 * time.Millisecond):
 				}
 			}
 			iter = res.NextShardIterator
