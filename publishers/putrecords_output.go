@@ -65,7 +65,10 @@ func decodePutRecordsOutput(text string, out *kinesis.PutRecordsOutput) error {
 			return err
 		}
 		if len(strs) == cap(strs) {
-			*dst = &s
+			// Not &s: taking its address would move s to the heap on every call, not only here.
+			p := new(string)
+			*p = s
+			*dst = p
 			return nil
 		}
 		strs = append(strs, s)
