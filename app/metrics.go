@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -189,4 +190,38 @@ func (m *pipelineMetrics) PutRecordsDone(_ string, records, _ int, failures map[
 		m.putFailed.WithLabelValues(f.Code, shard).Add(float64(n))
 	}
 	m.putLatency.Observe(took.Seconds())
+}
+
+// receivedMetric is Watermill's subscriber_messages_received_total (same name, help and labels:
+// handler_name, subscriber_name, acked), counted in a middleware when the handler's verdict is
+// known rather than by Watermill's subscriber decorator. The router acks a message exactly when
+// the chain returns no error, and the handler produces no messages whose publishing could fail
+// after it.
+type receivedMetric struct {
+	total *prometheus.CounterVec
+}
+
+func newReceivedMetric(reg prometheus.Registerer) (*receivedMetric, error) {
+	total := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "event_processor", Name: "subscriber_messages_received_total",
+		Help: "The total number of messages received by the subscriber",
+	}, []string{"handler_name", "subscriber_name", "acked"})
+	if err := reg.Register(total); err != nil {
+		return nil, fmt.Errorf("register subscriber_messages_received_total: %w", err)
+	}
+	return &receivedMetric{total: total}, nil
+}
+
+// Middleware counts each message handed to the handler once the rest of the chain has decided it.
+func (m *receivedMetric) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		produced, err := h(msg)
+		acked := "acked"
+		if err != nil {
+			acked = "nacked"
+		}
+		ctx := msg.Context()
+		m.total.WithLabelValues(message.HandlerNameFromCtx(ctx), message.SubscriberNameFromCtx(ctx), acked).Inc()
+		return produced, err
+	}
 }

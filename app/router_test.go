@@ -69,12 +69,12 @@ type pipeline struct {
 // (it redelivers a nacked message at once), flaky publishers for Kinesis and the DLQ.
 func startPipeline(t *testing.T, records, dlq *flaky) *pipeline {
 	t.Helper()
-	return startMeasuredPipeline(t, records, dlq, nil)
+	return startMeasuredPipeline(t, records, dlq, nil, nil)
 }
 
 // startMeasuredPipeline is startPipeline with the processor's metrics wired as in production
-// (nil: none).
-func startMeasuredPipeline(t *testing.T, records, dlq *flaky, m *pipelineMetrics) *pipeline {
+// (nil: none), Watermill's and receivedMetric in reg.
+func startMeasuredPipeline(t *testing.T, records, dlq *flaky, m *pipelineMetrics, reg prometheus.Registerer) *pipeline {
 	t.Helper()
 	input := gochannel.NewGoChannel(gochannel.Config{}, nil)
 	retry := defaultRetry()
@@ -93,7 +93,7 @@ func startMeasuredPipeline(t *testing.T, records, dlq *flaky, m *pipelineMetrics
 		Logger:       slog.New(slog.DiscardHandler),
 	}
 	if m != nil {
-		deps.Observer, deps.DLQObserver, deps.Measure = m, m, m.Middleware
+		deps.Observer, deps.DLQObserver, deps.Measure, deps.Registry = m, m, m.Middleware, reg
 	}
 	router, err := newRouter(deps)
 	require.NoError(t, err)
@@ -203,7 +203,7 @@ func TestRouterFunnelMetrics(t *testing.T) {
 	// observed once, when it is done.
 	reg := prometheus.NewRegistry()
 	m := newPipelineMetrics(reg)
-	p := startMeasuredPipeline(t, &flaky{}, &flaky{failures: 2}, m)
+	p := startMeasuredPipeline(t, &flaky{}, &flaky{failures: 2}, m, reg)
 
 	start := time.Now()
 	p.sendAt(t, validDoc, start.Add(-2*time.Second))
@@ -235,6 +235,22 @@ func TestRouterFunnelMetrics(t *testing.T) {
 		}
 	}
 	require.Len(t, latency, 3, "one series per outcome")
+	received := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "event_processor_subscriber_messages_received_total" {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range metric.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			assert.Equal(t, handlerName, labels["handler_name"])
+			assert.Equal(t, "gochannel.GoChannel", labels["subscriber_name"], "as Watermill's own decorator names it")
+			received[labels["acked"]] = metric.GetCounter().GetValue()
+		}
+	}
+	assert.Equal(t, map[string]float64{"acked": 3, "nacked": 2}, received, "each delivery counted once, by its verdict")
 	for outcome, h := range latency {
 		assert.EqualValuesf(t, 1, h.GetSampleCount(), "%s: observed once, when done", outcome)
 	}
