@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+	smithyendpoints "github.com/aws/smithy-go/endpoints"
 
 	"github.com/event-processor/event-processor/publishers"
 )
@@ -34,6 +36,57 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 // kinesisClient has no SDK retries: the publisher retries per record and must see every failure.
 func kinesisClient(cfg aws.Config) *kinesis.Client {
 	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }, publishers.FastPutRecords)
+}
+
+// cacheSQSEndpoints is an SQS client option: the client resolves its endpoint once per set of
+// endpoint parameters instead of running the SDK's endpoint rules (and parsing the URL they
+// give) on every call, about 1.5% of the processor's CPU in just bench. The parameters are the
+// client's own (region, FIPS, dual-stack, custom endpoint) and do not change from call to call.
+func cacheSQSEndpoints(o *sqs.Options) {
+	o.EndpointResolverV2 = &cachedSQSEndpoints{next: o.EndpointResolverV2}
+}
+
+type cachedSQSEndpoints struct {
+	next     sqs.EndpointResolverV2
+	resolved sync.Map // sqsEndpointKey -> smithyendpoints.Endpoint
+}
+
+// sqsEndpointKey is sqs.EndpointParameters by value: a nil parameter and a zero one differ.
+type sqsEndpointKey struct {
+	region, endpoint      optional[string]
+	useDualStack, useFIPS optional[bool]
+}
+
+type optional[T comparable] struct {
+	set   bool
+	value T
+}
+
+func optionalOf[T comparable](p *T) optional[T] {
+	if p == nil {
+		return optional[T]{}
+	}
+	return optional[T]{set: true, value: *p}
+}
+
+// ResolveEndpoint implements sqs.EndpointResolverV2. Errors are not cached. The endpoint's header
+// and property maps are shared by the calls; the SDK only reads them.
+func (c *cachedSQSEndpoints) ResolveEndpoint(ctx context.Context, params sqs.EndpointParameters) (smithyendpoints.Endpoint, error) {
+	key := sqsEndpointKey{
+		region:       optionalOf(params.Region),
+		endpoint:     optionalOf(params.Endpoint),
+		useDualStack: optionalOf(params.UseDualStack),
+		useFIPS:      optionalOf(params.UseFIPS),
+	}
+	if e, ok := c.resolved.Load(key); ok {
+		return e.(smithyendpoints.Endpoint), nil
+	}
+	e, err := c.next.ResolveEndpoint(ctx, params)
+	if err != nil {
+		return e, err
+	}
+	c.resolved.Store(key, e)
+	return e, nil
 }
 
 // isQueueURL tells a queue given by URL (QUEUE_NAME and DLQ_NAME take either) from one given by name.
