@@ -76,6 +76,8 @@ type SQS struct {
 	cancelHandlers context.CancelFunc
 	// abandon tells trackers to stop waiting for handlers that did not answer in time.
 	abandon chan struct{}
+	// heartbeat paces the visibility extensions of messages still being handled (see track).
+	heartbeat *pulse
 
 	bodies    *byteBudget // body bytes of the messages received and not yet finished
 	receivers sync.WaitGroup
@@ -108,6 +110,7 @@ func NewSQS(config SQSConfig) (*SQS, error) {
 		handlersCtx:    handlersCtx,
 		cancelHandlers: cancel,
 		abandon:        make(chan struct{}),
+		heartbeat:      newPulse(config.HeartbeatInterval / heartbeatBeats),
 	}, nil
 }
 
@@ -295,18 +298,17 @@ func (s *SQS) handOut(queueURL string, received *types.Message, size int, out ch
 		return
 	default:
 	}
-	ctx, cancel := context.WithCancel(s.handlersCtx)
-	msg.SetContext(ctx)
+	// One context for all: a context per message is one more allocation and a registration
+	// with the parent, and nothing needs to cancel one message's handler alone.
+	msg.SetContext(s.handlersCtx)
 	select {
 	case out <- msg:
 	case <-s.closing:
-		cancel()
 		s.drop(queueURL, receipt, size, logger)
 		return
 	}
 	go func() {
 		defer s.finished(size)
-		defer cancel()
 		s.track(queueURL, msg, receipt, messageLogger{base: logger, uuid: msg.UUID})
 	}()
 }
@@ -323,14 +325,15 @@ func (s *SQS) drop(queueURL, receipt string, size int, logger watermill.LoggerAd
 	s.finished(size)
 }
 
-// track waits for the handler's verdict on msg and carries it out on the queue.
+// heartbeatBeats is how many times per HeartbeatInterval the heartbeat pulse beats: a message is
+// extended at the first beat at least HeartbeatInterval after it was received or last extended,
+// so at most a quarter of an interval late.
+const heartbeatBeats = 4
+
+// track waits for the handler's verdict on msg and carries it out on the queue, extending the
+// message's visibility every HeartbeatInterval meanwhile.
 func (s *SQS) track(queueURL string, msg *message.Message, receipt string, logger watermill.LoggerAdapter) {
-	var heartbeat <-chan time.Time
-	if s.config.HeartbeatInterval > 0 {
-		t := time.NewTicker(s.config.HeartbeatInterval)
-		defer t.Stop()
-		heartbeat = t.C
-	}
+	extended := time.Now()
 	for {
 		select {
 		case <-msg.Acked():
@@ -344,8 +347,11 @@ func (s *SQS) track(queueURL string, msg *message.Message, receipt string, logge
 			logger.Info("Handler did not finish in time, releasing message", nil)
 			s.release(queueURL, receipt, 0, logger)
 			return
-		case <-heartbeat:
-			s.extend(queueURL, receipt, logger)
+		case <-s.heartbeat.next():
+			if time.Since(extended) >= s.config.HeartbeatInterval {
+				s.extend(queueURL, receipt, logger)
+				extended = time.Now()
+			}
 		}
 	}
 }
@@ -420,6 +426,7 @@ func (s *SQS) Close() error {
 		}
 	}
 	s.cancelHandlers()
+	s.heartbeat.close()
 	// Receives in progress finish within WaitTime and release what they bring.
 	s.receivers.Wait()
 	s.stopDeleter()
