@@ -32,7 +32,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sqsClient := sqs.NewFromConfig(awsCfg)
+	sqsClient := sqs.NewFromConfig(awsCfg, cacheSQSEndpoints)
 	kinClient := kinesisClient(awsCfg)
 
 	registry := prometheus.NewRegistry()
@@ -70,7 +70,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// retries only the entries that failed, an SDK retry would resend those that succeeded.
 	// Retries stop within the drain timeout, so a DLQ outage cannot hold a stop for longer.
 	dlq, err := publishers.NewSQSBatch(publishers.SQSBatchConfig{
-		Client:        sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Retryer = aws.NopRetryer{} }),
+		Client:        sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Retryer = aws.NopRetryer{} }, cacheSQSEndpoints),
 		Marshaler:     publishers.DLQMarshaler{MaxMessageBytes: target.dlqMaxBytes},
 		MaxBatchBytes: target.dlqMaxBytes,
 		RetryTimeout:  drain,
@@ -84,6 +84,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	subscriber, err := subscribers.NewSQS(subscribers.SQSConfig{
 		AWSConfig: awsCfg,
+		OptFns:    []func(*sqs.Options){cacheSQSEndpoints},
 		BatchSize: cfg.BatchSize,
 		// A stop waits for the long polls in progress (cancelling one can leave its messages
 		// hidden on the server), so they are kept short: an idle stop takes at most this long.
