@@ -18,7 +18,7 @@ func TestPulseBeatsUntilClosed(t *testing.T) {
 		}
 	}
 	p.close()
-	p.close() // twice is fine
+	p.close()                         // twice is fine
 	time.Sleep(20 * time.Millisecond) // a beat racing close has happened by now
 	select {
 	case <-p.next():
