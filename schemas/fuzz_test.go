@@ -77,7 +77,7 @@ func checkEventData(t *testing.T, e Event) {
 			User string `json:"user"`
 		}
 		require.NoError(t, dec.Decode(&np))
-		require.NoError(t, validate.Struct(&newProcess{Cmdl: []byte(np.Cmdl), User: []byte(np.User)}))
+		require.NoError(t, validate.Struct(&newProcess{cmdl: []byte(np.Cmdl), user: []byte(np.User)}))
 		canon, err := json.Marshal(np)
 		require.NoError(t, err)
 		require.Equal(t, string(canon), string(e.Data))
@@ -88,7 +88,7 @@ func checkEventData(t *testing.T, e Event) {
 			DestinationPort int    `json:"destination_port"`
 		}
 		require.NoError(t, dec.Decode(&nc))
-		require.NoError(t, validate.Struct(&networkConnection{SourceIP: []byte(nc.SourceIP), DestinationIP: []byte(nc.DestinationIP), DestinationPort: nc.DestinationPort}))
+		require.NoError(t, validate.Struct(&networkConnection{sourceIP: []byte(nc.SourceIP), destinationIP: []byte(nc.DestinationIP), destinationPort: nc.DestinationPort}))
 		canon, err := json.Marshal(nc)
 		require.NoError(t, err)
 		require.Equal(t, string(canon), string(e.Data))

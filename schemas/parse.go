@@ -39,7 +39,7 @@ func Parse(body []byte) (*Submission, error) {
 	var problems []Problem
 	var env envelope
 	var r fieldReasons
-	for i, dst := range [...]*string{&env.SubmissionID, &env.DeviceID, &env.TimeCreated} {
+	for i, dst := range [...]*string{&env.submissionID, &env.deviceID, &env.timeCreated} {
 		r[i] = top.stringInto(i, dst)
 	}
 	check(&env, envelopeNames, &r)
@@ -66,9 +66,9 @@ func Parse(body []byte) (*Submission, error) {
 		}
 	}
 	sub := &Submission{
-		SubmissionID: strings.ToLower(env.SubmissionID),
-		DeviceID:     strings.ToLower(env.DeviceID),
-		TimeCreated:  env.TimeCreated,
+		SubmissionID: strings.ToLower(env.submissionID),
+		DeviceID:     strings.ToLower(env.deviceID),
+		TimeCreated:  env.timeCreated,
 	}
 	p := eventParser{sub: sub, buf: make([]byte, 0, len(doc))}
 	if entries > 0 {
@@ -453,16 +453,16 @@ func (p *eventParser) newProcess(i int, obj []byte) bool {
 	p.np = newProcess{}
 	np := &p.np
 	var r fieldReasons
-	r[0] = f.textInto(0, &np.Cmdl)
-	r[1] = f.textInto(1, &np.User)
+	r[0] = f.textInto(0, &np.cmdl)
+	r[1] = f.textInto(1, &np.user)
 	check(np, newProcessNames, &r)
 	if !p.report(NewProcessType, i, newProcessNames, &r) {
 		return false
 	}
 	p.buf = append(p.buf, `{"cmdl":`...)
-	p.buf = jsontext.AppendStringBytes(p.buf, np.Cmdl)
+	p.buf = jsontext.AppendStringBytes(p.buf, np.cmdl)
 	p.buf = append(p.buf, `,"user":`...)
-	p.buf = jsontext.AppendStringBytes(p.buf, np.User)
+	p.buf = jsontext.AppendStringBytes(p.buf, np.user)
 	p.buf = append(p.buf, '}')
 	return true
 }
@@ -473,19 +473,19 @@ func (p *eventParser) networkConnection(i int, obj []byte) bool {
 	p.nc = networkConnection{}
 	nc := &p.nc
 	var r fieldReasons
-	r[0] = f.textInto(0, &nc.SourceIP)
-	r[1] = f.textInto(1, &nc.DestinationIP)
-	r[2] = f.intInto(2, &nc.DestinationPort)
+	r[0] = f.textInto(0, &nc.sourceIP)
+	r[1] = f.textInto(1, &nc.destinationIP)
+	r[2] = f.intInto(2, &nc.destinationPort)
 	check(nc, networkConnNames, &r)
 	if !p.report(NetworkConnectionType, i, networkConnNames, &r) {
 		return false
 	}
 	p.buf = append(p.buf, `{"source_ip":`...)
-	p.buf = jsontext.AppendStringBytes(p.buf, nc.SourceIP)
+	p.buf = jsontext.AppendStringBytes(p.buf, nc.sourceIP)
 	p.buf = append(p.buf, `,"destination_ip":`...)
-	p.buf = jsontext.AppendStringBytes(p.buf, nc.DestinationIP)
+	p.buf = jsontext.AppendStringBytes(p.buf, nc.destinationIP)
 	p.buf = append(p.buf, `,"destination_port":`...)
-	p.buf = strconv.AppendInt(p.buf, int64(nc.DestinationPort), 10)
+	p.buf = strconv.AppendInt(p.buf, int64(nc.destinationPort), 10)
 	p.buf = append(p.buf, '}')
 	return true
 }

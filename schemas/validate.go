@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
-	"strings"
 
 	"github.com/go-playground/validator/v10"
 )
@@ -16,11 +15,18 @@ import (
 // filled only with fields that are present and of the right JSON type, and
 // validator errors for the other fields are ignored (they already have a
 // better reason).
+//
+// The fields are unexported and the validator is built with
+// WithPrivateFieldValidation: for an exported field, the validator boxes the
+// value in an interface to look for a Valuer, an allocation per field and
+// event (16% of the objects the processor allocated in just bench). It reads
+// unexported fields without that. The name tags give the JSON names that
+// errors report.
 
 type envelope struct {
-	SubmissionID string `json:"submission_id" validate:"uuid_canonical"`
-	DeviceID     string `json:"device_id" validate:"uuid_canonical"`
-	TimeCreated  string `json:"time_created" validate:"iso8601_datetime"`
+	submissionID string `name:"submission_id" validate:"uuid_canonical"`
+	deviceID     string `name:"device_id" validate:"uuid_canonical"`
+	timeCreated  string `name:"time_created" validate:"iso8601_datetime"`
 }
 
 // The event fields hold the decoded text as bytes: a slice of the document
@@ -29,14 +35,14 @@ type envelope struct {
 // required, which passes any non-nil slice.
 
 type newProcess struct {
-	Cmdl []byte `json:"cmdl" validate:"nonempty"`
-	User []byte `json:"user" validate:"nonempty"`
+	cmdl []byte `name:"cmdl" validate:"nonempty"`
+	user []byte `name:"user" validate:"nonempty"`
 }
 
 type networkConnection struct {
-	SourceIP        []byte `json:"source_ip" validate:"ip_literal"`
-	DestinationIP   []byte `json:"destination_ip" validate:"ip_literal"`
-	DestinationPort int    `json:"destination_port" validate:"port"`
+	sourceIP        []byte `name:"source_ip" validate:"ip_literal"`
+	destinationIP   []byte `name:"destination_ip" validate:"ip_literal"`
+	destinationPort int    `name:"destination_port" validate:"port"`
 }
 
 // Reasons users see in reason_poisoned when a value fails its tag.
@@ -69,15 +75,9 @@ func reasonFor(tag string) string {
 var validate = newValidator()
 
 func newValidator() *validator.Validate {
-	v := validator.New(validator.WithRequiredStructEnabled())
+	v := validator.New(validator.WithRequiredStructEnabled(), validator.WithPrivateFieldValidation())
 	// Field() of an error is then the JSON name, so paths are JSON paths.
-	v.RegisterTagNameFunc(func(f reflect.StructField) string {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			return ""
-		}
-		return name
-	})
+	v.RegisterTagNameFunc(func(f reflect.StructField) string { return f.Tag.Get("name") })
 	rules := map[string]validator.Func{
 		"uuid_canonical":   func(fl validator.FieldLevel) bool { return isCanonicalUUID(fl.Field().String()) },
 		"iso8601_datetime": func(fl validator.FieldLevel) bool { return isISO8601DateTime(fl.Field().String()) },

@@ -30,10 +30,10 @@ func TestValidatorTagsOnBytes(t *testing.T) {
 		in   any
 		want fieldReasons
 	}{
-		{"non-empty text passes", &newProcess{Cmdl: []byte("a"), User: []byte("b")}, fieldReasons{}},
-		{"empty but non-nil text is empty", &newProcess{Cmdl: []byte{}, User: nil}, fieldReasons{reasonEmpty, reasonEmpty}},
-		{"IP addresses as bytes", &networkConnection{SourceIP: []byte("10.0.0.1"), DestinationIP: []byte("::1"), DestinationPort: 443}, fieldReasons{}},
-		{"not IP addresses, port out of range", &networkConnection{SourceIP: []byte("01.2.3.4"), DestinationIP: []byte("fe80::1%eth0"), DestinationPort: 65536}, fieldReasons{reasonNotIP, reasonNotIP, reasonPortRange}},
+		{"non-empty text passes", &newProcess{cmdl: []byte("a"), user: []byte("b")}, fieldReasons{}},
+		{"empty but non-nil text is empty", &newProcess{cmdl: []byte{}, user: nil}, fieldReasons{reasonEmpty, reasonEmpty}},
+		{"IP addresses as bytes", &networkConnection{sourceIP: []byte("10.0.0.1"), destinationIP: []byte("::1"), destinationPort: 443}, fieldReasons{}},
+		{"not IP addresses, port out of range", &networkConnection{sourceIP: []byte("01.2.3.4"), destinationIP: []byte("fe80::1%eth0"), destinationPort: 65536}, fieldReasons{reasonNotIP, reasonNotIP, reasonPortRange}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
