@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -50,7 +49,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return nil
 	}
 
-	wmLogger := watermill.NewSlogLogger(logger)
+	wmLogger := newWatermillLogger(logger)
 	pipeline := newPipelineMetrics(registry)
 	records, err := publishers.NewKinesis(publishers.KinesisConfig{
 		Client:              kinClient,

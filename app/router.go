@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/components/metrics"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -55,9 +54,7 @@ const handlerName = "submissions"
 //   - Retry never retries a Rejection: it is decided by the content, retrying cannot change it.
 //   - Recoverer is innermost so a panic becomes an ordinary, retried error.
 func newRouter(d routerDeps) (*message.Router, error) {
-	wmLogger := watermill.NewSlogLoggerWithLevelMapping(d.Logger, map[slog.Level]slog.Level{
-		watermill.LevelTrace: slog.LevelDebug - 4,
-	})
+	wmLogger := newWatermillLogger(d.Logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: d.CloseTimeout}, wmLogger)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
