@@ -34,8 +34,12 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 }
 
 // kinesisClient has no SDK retries: the publisher retries per record and must see every failure.
+// Its requests go out in one write (oneWriteClient).
 func kinesisClient(cfg aws.Config) *kinesis.Client {
-	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }, publishers.FastPutRecords)
+	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) {
+		o.Retryer = aws.NopRetryer{}
+		o.HTTPClient = withOneWriteRequests(o.HTTPClient)
+	}, publishers.FastPutRecords)
 }
 
 // cacheSQSEndpoints is an SQS client option: the client resolves its endpoint once per set of
