@@ -23,11 +23,12 @@ import (
 
 // overdeliveringSQS answers the first ReceiveMessage with three messages whatever was asked for
 // (SQS never does: this is the subscriber's guard), later ones with none, and records which
-// receipts were released.
+// receipts were released. The body damaged, if any, arrives with the MD5 of another.
 type overdeliveringSQS struct {
 	mu       sync.Mutex
 	receives int
 	released []string
+	damaged  string
 }
 
 func (f *overdeliveringSQS) serve(w http.ResponseWriter, r *http.Request) {
@@ -45,6 +46,9 @@ func (f *overdeliveringSQS) serve(w http.ResponseWriter, r *http.Request) {
 		var msgs []map[string]any
 		for _, b := range []string{"a", "b", "c"} {
 			sum := md5.Sum([]byte(b))
+			if b == f.damaged {
+				sum = md5.Sum([]byte("not " + b))
+			}
 			msgs = append(msgs, map[string]any{"MessageId": "id-" + b, "ReceiptHandle": "rh-" + b, "Body": b, "MD5OfBody": hex.EncodeToString(sum[:]),
 				"Attributes": map[string]string{"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000"}})
 		}
@@ -94,5 +98,46 @@ func TestSQSReleasesMessagesBeyondWhatItAskedFor(t *testing.T) {
 	assert.ElementsMatch(t, []string{"rh-b", "rh-c"}, fake.released, "the two beyond it are made visible again")
 	fake.mu.Unlock()
 	m.Ack()
+	require.NoError(t, sub.Close(), "no slot is left held")
+}
+
+func TestSQSReleasesADamagedMessageAndHandsOutTheRest(t *testing.T) {
+	// The SDK's own check would fail the whole receive: none of the three handed out, all three
+	// hidden for the visibility timeout.
+	fake := &overdeliveringSQS{damaged: "b"}
+	srv := httptest.NewServer(http.HandlerFunc(fake.serve))
+	t.Cleanup(srv.Close)
+	sub, err := subscribers.NewSQS(subscribers.SQSConfig{
+		AWSConfig:    aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")},
+		OptFns:       []func(*sqs.Options){func(o *sqs.Options) { o.BaseEndpoint = aws.String(srv.URL) }},
+		BatchSize:    3,
+		MaxInFlight:  3,
+		WaitTime:     time.Second,
+		DrainTimeout: time.Second,
+	})
+	require.NoError(t, err)
+	out, err := sub.Subscribe(t.Context(), srv.URL+"/000000000000/q")
+	require.NoError(t, err)
+
+	var got []string
+	for range 2 {
+		m := next(t, out)
+		got = append(got, string(m.Payload))
+		m.Ack()
+	}
+	assert.ElementsMatch(t, []string{"a", "c"}, got, "the intact ones are handed out")
+	require.Eventually(t, func() bool {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return len(fake.released) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	fake.mu.Lock()
+	assert.Equal(t, []string{"rh-b"}, fake.released, "the damaged one is made visible again at once")
+	fake.mu.Unlock()
+	select {
+	case m := <-out:
+		assert.Failf(t, "handed out", "%q", m.Payload)
+	case <-time.After(100 * time.Millisecond):
+	}
 	require.NoError(t, sub.Close(), "no slot is left held")
 }
