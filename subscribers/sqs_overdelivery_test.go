@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -71,21 +72,28 @@ func (f *overdeliveringSQS) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func TestSQSReleasesMessagesBeyondWhatItAskedFor(t *testing.T) {
-	fake := &overdeliveringSQS{}
+// subscribeToFake subscribes to fake with batches of n and n messages in flight at most.
+func subscribeToFake(t *testing.T, fake *overdeliveringSQS, n int32) (*subscribers.SQS, <-chan *message.Message) {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(fake.serve))
 	t.Cleanup(srv.Close)
 	sub, err := subscribers.NewSQS(subscribers.SQSConfig{
 		AWSConfig:    aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")},
 		OptFns:       []func(*sqs.Options){func(o *sqs.Options) { o.BaseEndpoint = aws.String(srv.URL) }},
-		BatchSize:    1,
-		MaxInFlight:  1,
+		BatchSize:    n,
+		MaxInFlight:  int(n),
 		WaitTime:     time.Second,
 		DrainTimeout: time.Second,
 	})
 	require.NoError(t, err)
 	out, err := sub.Subscribe(t.Context(), srv.URL+"/000000000000/q")
 	require.NoError(t, err)
+	return sub, out
+}
+
+func TestSQSReleasesMessagesBeyondWhatItAskedFor(t *testing.T) {
+	fake := &overdeliveringSQS{}
+	sub, out := subscribeToFake(t, fake, 1)
 
 	m := next(t, out)
 	assert.Equal(t, "a", string(m.Payload), "the one asked for is handed out")
@@ -105,19 +113,7 @@ func TestSQSReleasesADamagedMessageAndHandsOutTheRest(t *testing.T) {
 	// The SDK's own check would fail the whole receive: none of the three handed out, all three
 	// hidden for the visibility timeout.
 	fake := &overdeliveringSQS{damaged: "b"}
-	srv := httptest.NewServer(http.HandlerFunc(fake.serve))
-	t.Cleanup(srv.Close)
-	sub, err := subscribers.NewSQS(subscribers.SQSConfig{
-		AWSConfig:    aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")},
-		OptFns:       []func(*sqs.Options){func(o *sqs.Options) { o.BaseEndpoint = aws.String(srv.URL) }},
-		BatchSize:    3,
-		MaxInFlight:  3,
-		WaitTime:     time.Second,
-		DrainTimeout: time.Second,
-	})
-	require.NoError(t, err)
-	out, err := sub.Subscribe(t.Context(), srv.URL+"/000000000000/q")
-	require.NoError(t, err)
+	sub, out := subscribeToFake(t, fake, 3)
 
 	var got []string
 	for range 2 {
