@@ -31,7 +31,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sqsClient := sqs.NewFromConfig(awsCfg, cacheSQSEndpoints, oneWriteSQSRequests)
+	sqsClient := sqs.NewFromConfig(awsCfg, processorSQS)
 	kinClient := kinesisClient(awsCfg)
 
 	registry := prometheus.NewRegistry()
@@ -69,7 +69,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// retries only the entries that failed, an SDK retry would resend those that succeeded.
 	// Retries stop within the drain timeout, so a DLQ outage cannot hold a stop for longer.
 	dlq, err := publishers.NewSQSBatch(publishers.SQSBatchConfig{
-		Client:        sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Retryer = aws.NopRetryer{} }, cacheSQSEndpoints, oneWriteSQSRequests),
+		Client:        sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.Retryer = aws.NopRetryer{} }, processorSQS),
 		Marshaler:     publishers.DLQMarshaler{MaxMessageBytes: target.dlqMaxBytes},
 		MaxBatchBytes: target.dlqMaxBytes,
 		RetryTimeout:  drain,
@@ -83,7 +83,7 @@ func runProcessor(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	subscriber, err := subscribers.NewSQS(subscribers.SQSConfig{
 		AWSConfig: awsCfg,
-		OptFns:    []func(*sqs.Options){cacheSQSEndpoints, oneWriteSQSRequests},
+		OptFns:    []func(*sqs.Options){processorSQS},
 		BatchSize: cfg.BatchSize,
 		// A stop waits for the long polls in progress (cancelling one can leave its messages
 		// hidden on the server), so they are kept short: an idle stop takes at most this long.

@@ -3,7 +3,6 @@ package publishers
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"slices"
@@ -95,7 +94,7 @@ func putRecordsSize(in *kinesis.PutRecordsInput) int {
 		n += len(*in.StreamName)
 	}
 	for _, r := range in.Records {
-		n += len(`{"Data":"","ExplicitHashKey":"","PartitionKey":""},`) + base64.StdEncoding.EncodedLen(len(r.Data))
+		n += len(`{"Data":"","ExplicitHashKey":"","PartitionKey":""},`) + stdBase64.EncodedLen(len(r.Data))
 		if r.PartitionKey != nil {
 			n += len(*r.PartitionKey)
 		}
@@ -113,8 +112,8 @@ var stdBase64 = asmbase64.StdEncoding
 
 // appendBase64 appends the standard base64 of src to dst.
 func appendBase64(dst, src []byte) []byte {
-	n := len(dst)
-	dst = slices.Grow(dst, stdBase64.EncodedLen(len(src)))[:n+stdBase64.EncodedLen(len(src))]
+	n, m := len(dst), stdBase64.EncodedLen(len(src))
+	dst = slices.Grow(dst, m)[:n+m]
 	stdBase64.Encode(dst[n:], src)
 	return dst
 }

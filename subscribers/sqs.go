@@ -298,7 +298,7 @@ func (s *SQS) handOut(queueURL string, received *types.Message, size int, out ch
 	receipt := aws.ToString(received.ReceiptHandle)
 	if !bodyMatches(msg.Payload, received.MD5OfBody) {
 		logger.Error("Message body does not match its MD5 (damaged on the way); released for redelivery", nil,
-			watermill.LogFields{"sqs_message_id": aws.ToString(received.MessageId)})
+			watermill.LogFields{MessageIDKey: aws.ToString(received.MessageId)})
 		s.drop(queueURL, receipt, size, logger)
 		return
 	}
