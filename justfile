@@ -131,8 +131,14 @@ demo: up build
         wait "$fleet" 2>/dev/null || true
         echo "stopping the processor (it finishes or releases what it holds)..."
         status=0
-        while kill -0 "$processor" 2>/dev/null; do wait "$processor" && status=0 || status=$?; done
-        if [ "$status" = 0 ]; then echo "processor stopped cleanly"; else echo "processor exited with $status (log: {{ run_dir }}/processor.log)"; fi
+        wait "$processor" || status=$?
+        # wait can come back before the processor has exited: on a signal, or for good once just's
+        # npm wrapper has gone (bash then no longer reaps its children, and a loop on wait spun at
+        # 100% CPU for ever). Poll, without spinning, until the processor is gone or a zombie.
+        while kill -0 "$processor" 2>/dev/null && [ "$(ps -o stat= -p "$processor" | cut -c1)" != Z ]; do sleep 0.2; done
+        if [ "$status" = 0 ]; then echo "processor stopped cleanly"
+        elif [ "$status" -gt 126 ]; then echo "processor stopped (exit status not seen; log: {{ run_dir }}/processor.log)"
+        else echo "processor exited with $status (log: {{ run_dir }}/processor.log)"; fi
         echo "emulators still running: 'just down' stops them; 'just tail-verify' checks the stream"
     }
     trap stop EXIT
