@@ -402,14 +402,15 @@ func (s *SQS) extend(queueURL, receipt string, logger watermill.LoggerAdapter) {
 }
 
 // changeVisibility hides a received message for visibility from now on (0: visible at once),
-// within timeout.
+// within timeout. SQS counts in whole seconds; visibility is rounded up, since a jittered
+// release delay is often under a second and must not become "visible at once".
 func (s *SQS) changeVisibility(queueURL, receipt string, visibility, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl:          aws.String(queueURL),
 		ReceiptHandle:     aws.String(receipt),
-		VisibilityTimeout: int32(visibility / time.Second),
+		VisibilityTimeout: int32((visibility + time.Second - 1) / time.Second),
 	})
 	return err
 }

@@ -168,7 +168,10 @@ func TestSQSNackReleasesSoonAndKeepsTheBatchGoing(t *testing.T) {
 	again := next(t, out)
 	assert.Equal(t, nacked, string(again.Payload))
 	assert.Equal(t, "2", again.Metadata.Get(subscribers.ReceiveCountKey))
-	assert.Less(t, time.Since(start), 5*time.Second, "a nacked message comes back after the release delay, not the visibility timeout")
+	took := time.Since(start)
+	assert.Less(t, took, 5*time.Second, "a nacked message comes back after the release delay, not the visibility timeout")
+	// The jittered delay (0.5-1s here) is rounded up to SQS's whole second, not down to zero.
+	assert.GreaterOrEqual(t, took, 950*time.Millisecond, "a nacked message comes back after the release delay, not at once")
 	again.Ack()
 	require.Eventually(t, func() bool { return q.total(t) == 0 }, 5*time.Second, 50*time.Millisecond)
 }
