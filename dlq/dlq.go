@@ -17,8 +17,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/event-processor/event-processor/internal/backoff"
 )
 
 // API is the part of the SQS client the package uses (*sqs.Client implements it).
@@ -54,7 +57,23 @@ const (
 	// cleanupTimeout bounds the release and the send-then-delete steps, which run even after the
 	// caller's context is cancelled.
 	cleanupTimeout = 30 * time.Second
+	// receiveAttempts is how often a receive is tried before the read fails.
+	receiveAttempts = 3
 )
+
+// receiveRetry spaces the attempts of a receive.
+var receiveRetry = backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.5}
+
+// retryable says whether a failed receive is worth another attempt, as the SDK's standard
+// retryer judges it (connection errors, 5xx, throttling).
+func retryable(err error) bool {
+	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary ||
+		retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary
+}
+
+// withoutSDKRetries leaves retrying a receive to the session, which must know that an attempt
+// failed: its request may have reached SQS, and the messages of a lost answer stay hidden.
+func withoutSDKRetries(o *sqs.Options) { o.RetryMaxAttempts = 1 }
 
 // Config configures an Inspector.
 type Config struct {
@@ -145,6 +164,10 @@ type session struct {
 	byID  map[string]*lease
 	idle  int  // receives in a row that brought nothing new
 	empty bool // the last receive found nothing
+	// lastAsked is when the last receive was sent; hiddenUntil is when messages taken by a
+	// failed receive (its answer lost on the way back) are visible again. An empty receive
+	// ends a read only when it was sent after that: otherwise "empty" may just mean "hidden".
+	lastAsked, hiddenUntil time.Time
 }
 
 func (in *Inspector) newSession() *session {
@@ -157,25 +180,49 @@ func (s *session) hold() time.Duration {
 	return min(max(s.in.cfg.Hold, s.in.cfg.Now().Sub(s.start).Truncate(time.Second)), 12*time.Hour)
 }
 
-// done says whether the read is over: the queue had nothing more to give.
-func (s *session) done() bool { return s.empty || s.idle >= idleReceives }
+// done says whether the read is over: the queue had nothing more to give, and nothing a failed
+// receive may have taken can still be hidden.
+func (s *session) done() bool {
+	return (s.empty || s.idle >= idleReceives) && !s.lastAsked.Before(s.hiddenUntil)
+}
 
 // receive makes one ReceiveMessage call for up to n messages and returns those not seen before.
-// Messages seen before keep being held under their new receipt handle.
+// Messages seen before keep being held under their new receipt handle. A failed attempt is
+// retried; since its request may have reached SQS, the read then goes on until what it may have
+// taken is visible again, so that a lost answer does not make messages look absent.
 func (s *session) receive(ctx context.Context, n int) ([]Message, error) {
 	s.extend(ctx)
 	cfg := s.in.cfg
 	hold := s.hold()
-	out, err := cfg.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+	in := &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(cfg.QueueURL),
 		MaxNumberOfMessages:         int32(min(max(n, 1), maxBatch)),
 		VisibilityTimeout:           int32(seconds(hold)),
 		WaitTimeSeconds:             int32(seconds(cfg.WaitTime)),
 		MessageAttributeNames:       []string{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("receive from %s: %w", cfg.QueueURL, err)
+	}
+	var out *sqs.ReceiveMessageOutput
+	for attempt := 1; ; attempt++ {
+		s.lastAsked = cfg.Now()
+		var err error
+		out, err = cfg.Client.ReceiveMessage(ctx, in, withoutSDKRetries)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !retryable(err) {
+			return nil, fmt.Errorf("receive from %s: %w", cfg.QueueURL, err)
+		}
+		// Whole seconds, as SQS counts the visibility timeout.
+		s.hiddenUntil = later(s.hiddenUntil, s.lastAsked.Add(time.Duration(seconds(hold))*time.Second))
+		if attempt == receiveAttempts {
+			return nil, fmt.Errorf("receive from %s (%d attempts): %w", cfg.QueueURL, attempt, err)
+		}
+		cfg.Warn(fmt.Sprintf("a receive failed (%v); retrying, and reading until %s, when any messages it took are visible again",
+			err, s.hiddenUntil.Format(time.TimeOnly)))
+		if !backoff.Sleep(ctx, receiveRetry.Delay(attempt)) {
+			return nil, fmt.Errorf("receive from %s: %w", cfg.QueueURL, ctx.Err())
+		}
 	}
 	deadline := cfg.Now().Add(hold)
 	s.empty = len(out.Messages) == 0
@@ -301,6 +348,13 @@ func (s *session) changeVisibility(ctx context.Context, leases []*lease, timeout
 }
 
 func seconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
 
 // messageAttribute renders an SQS message attribute value as text.
 func messageAttribute(v types.MessageAttributeValue) string {

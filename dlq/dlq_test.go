@@ -201,11 +201,48 @@ func TestDLQListOfAnEmptyQueue(t *testing.T) {
 func TestDLQFailedReadStillReleasesWhatItRead(t *testing.T) {
 	f := newFakeSQS(queueName, dlqName)
 	fill(t, f, 25)
-	f.receiveErrAt = 3
+	f.receiveErrFrom = 3
 	res, err := newInspector(t, f, nil).List(context.Background(), dlq.ListConfig{})
 	require.ErrorContains(t, err, "connection reset")
 	assert.Equal(t, 20, res.Released)
 	assertAllVisible(t, f, dlqName)
+}
+
+func TestDLQReadOutlastsAReceiveWhoseAnswerWasLost(t *testing.T) {
+	// SQS (and fauxqs, more often) can take messages for a receive whose answer never arrives:
+	// they stay hidden for the hold. An empty receive right after must not end the read, or
+	// every command would report those messages absent (seen once in CI: "read 0" of 5).
+	tests := []struct {
+		name   string
+		lostAt int // which receive loses its answer
+		fill   int
+	}{
+		{"the first receive", 1, 5},
+		{"a receive in the middle of a read", 2, 25},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeSQS(queueName, dlqName)
+			fill(t, f, tt.fill)
+			f.loseAnswerAt = tt.lostAt
+			var warnings []string
+			res, err := newInspector(t, f, &warnings).List(context.Background(), dlq.ListConfig{})
+			require.NoError(t, err)
+			assert.Equal(t, tt.fill, len(res.Messages), "the messages of the lost answer are read when they come back")
+			assert.Equal(t, tt.fill, res.Released)
+			require.Len(t, warnings, 1)
+			assert.Contains(t, warnings[0], "a receive failed (read tcp")
+			assertAllVisible(t, f, dlqName)
+		})
+	}
+	t.Run("a receive that keeps failing fails the read", func(t *testing.T) {
+		f := newFakeSQS(queueName, dlqName)
+		fill(t, f, 5)
+		f.receiveErrFrom = 1
+		_, err := newInspector(t, f, nil).List(context.Background(), dlq.ListConfig{})
+		require.ErrorContains(t, err, "(3 attempts): connection reset")
+		assert.Equal(t, 3, countLog(f.Log(), "receive"))
+	})
 }
 
 func TestDLQCancelledReadStillReleasesWhatItRead(t *testing.T) {

@@ -29,8 +29,11 @@ type fakeSQS struct {
 	redeliver int
 	// advance moves the clock forward at every receive.
 	advance time.Duration
-	// receiveErr fails the receive with this (1-based) call number.
-	receiveErrAt int
+	// receiveErrFrom fails every receive from this (1-based) call number on.
+	receiveErrFrom int
+	// loseAnswerAt makes this (1-based) receive take messages, as SQS does, and then fail, as
+	// when its answer is lost on the way back.
+	loseAnswerAt int
 	receives     int
 
 	sendFails   func(body string) bool // entry-level failure
@@ -139,7 +142,7 @@ func (f *fakeSQS) ReceiveMessage(_ context.Context, in *sqs.ReceiveMessageInput,
 	f.receives++
 	f.now = f.now.Add(f.advance)
 	f.logf("receive %s max=%d visibility=%d", aws.ToString(in.QueueUrl), in.MaxNumberOfMessages, in.VisibilityTimeout)
-	if f.receives == f.receiveErrAt {
+	if f.receiveErrFrom > 0 && f.receives >= f.receiveErrFrom {
 		return nil, errors.New("connection reset by peer")
 	}
 	q, err := f.queue(in.QueueUrl)
@@ -160,6 +163,10 @@ func (f *fakeSQS) ReceiveMessage(_ context.Context, in *sqs.ReceiveMessageInput,
 			picked = append(picked, m)
 		}
 	}
+	if len(picked) == 0 {
+		// A long poll that finds nothing waits it out.
+		f.now = f.now.Add(time.Duration(in.WaitTimeSeconds) * time.Second)
+	}
 	out := &sqs.ReceiveMessageOutput{}
 	for _, m := range picked {
 		m.receives++
@@ -175,6 +182,9 @@ func (f *fakeSQS) ReceiveMessage(_ context.Context, in *sqs.ReceiveMessageInput,
 				"ApproximateReceiveCount": strconv.Itoa(m.receives),
 			},
 		})
+	}
+	if f.receives == f.loseAnswerAt {
+		return nil, errors.New("read tcp 127.0.0.1:51974->127.0.0.1:9324: use of closed network connection")
 	}
 	return out, nil
 }
