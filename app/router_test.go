@@ -235,22 +235,28 @@ func TestRouterFunnelMetrics(t *testing.T) {
 		}
 	}
 	require.Len(t, latency, 3, "one series per outcome")
-	received := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "event_processor_subscriber_messages_received_total" {
-			continue
-		}
-		for _, metric := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range metric.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
+	// receivedMetric sits outside the measuring middleware: it counts a delivery only after
+	// inFlight went back down, so its counts are awaited rather than read once.
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		families, err := reg.Gather()
+		require.NoError(c, err)
+		received := map[string]float64{}
+		for _, f := range families {
+			if f.GetName() != "event_processor_subscriber_messages_received_total" {
+				continue
 			}
-			assert.Equal(t, handlerName, labels["handler_name"])
-			assert.Equal(t, "gochannel.GoChannel", labels["subscriber_name"], "as Watermill's own decorator names it")
-			received[labels["acked"]] = metric.GetCounter().GetValue()
+			for _, metric := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range metric.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				assert.Equal(c, handlerName, labels["handler_name"])
+				assert.Equal(c, "gochannel.GoChannel", labels["subscriber_name"], "as Watermill's own decorator names it")
+				received[labels["acked"]] = metric.GetCounter().GetValue()
+			}
 		}
-	}
-	assert.Equal(t, map[string]float64{"acked": 3, "nacked": 2}, received, "each delivery counted once, by its verdict")
+		assert.Equal(c, map[string]float64{"acked": 3, "nacked": 2}, received, "each delivery counted once, by its verdict")
+	}, 5*time.Second, 5*time.Millisecond)
 	for outcome, h := range latency {
 		assert.EqualValuesf(t, 1, h.GetSampleCount(), "%s: observed once, when done", outcome)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,13 +167,58 @@ func calls(n, size int) [][]*message.Message {
 }
 
 func publishAll(t *testing.T, pub *publishers.Kinesis, all [][]*message.Message) []error {
+	return publishCounted(t, pub, all, nil)
+}
+
+// publishCounted is publishAll that also counts, in entered (when not nil), the calls about to
+// enter Publish.
+func publishCounted(t *testing.T, pub *publishers.Kinesis, all [][]*message.Message, entered *atomic.Int32) []error {
+	t.Helper()
 	errs := make([]error, len(all))
 	var wg sync.WaitGroup
 	for c, msgs := range all {
-		wg.Go(func() { errs[c] = pub.Publish("events", msgs...) })
+		wg.Go(func() {
+			if entered != nil {
+				entered.Add(1)
+			}
+			errs[c] = pub.Publish("events", msgs...)
+		})
 	}
 	wg.Wait()
 	return errs
+}
+
+// holdFirstRequest is a fault function that holds request 0 until n calls have entered Publish,
+// plus a grace for them to reach the writer (microseconds of work), so that every call queues
+// behind it. How the later requests are made up then depends on the publisher's batching alone,
+// not on how fast the goroutines start: on a loaded machine they trickle in, and each straggler
+// would start a request of its own. The wait is capped, below the 10s RequestTimeout, so that a
+// bug cannot hang the test.
+func holdFirstRequest(t *testing.T, entered *atomic.Int32, n int) func(req int, _ []string) fault {
+	return func(req int, _ []string) fault {
+		if req != 0 {
+			return fault{}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for int(entered.Load()) < n {
+			if time.Now().After(deadline) {
+				t.Errorf("only %d of %d calls entered Publish within 5s", entered.Load(), n)
+				return fault{}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		return fault{}
+	}
+}
+
+// requestSizes is the number of records of each request, in order.
+func requestSizes(requests [][]string) []int {
+	sizes := make([]int, len(requests))
+	for i, r := range requests {
+		sizes[i] = len(r)
+	}
+	return sizes
 }
 
 // assertOrdered checks strict order per call: every call's records were written exactly once,
@@ -281,42 +327,42 @@ func randomFaults(seed uint64) func(req int, data []string) fault {
 }
 
 func TestKinesisBatchesAcrossCalls(t *testing.T) {
-	f, client := newFakeKinesis(t, nil)
-	pub := newPublisher(t, client, func(c *publishers.KinesisConfig) { c.MaxInFlightRequests = 1; c.Linger = 20 * time.Millisecond })
 	const nCalls, size = 100, 3
-	for _, err := range publishAll(t, pub, calls(nCalls, size)) {
+	var entered atomic.Int32
+	f, client := newFakeKinesis(t, holdFirstRequest(t, &entered, nCalls))
+	pub := newPublisher(t, client, func(c *publishers.KinesisConfig) { c.MaxInFlightRequests = 1; c.Linger = 20 * time.Millisecond })
+	for _, err := range publishCounted(t, pub, calls(nCalls, size), &entered) {
 		require.NoError(t, err)
 	}
 	assertOrdered(t, f, nCalls, size)
 	_, requests := f.snapshot()
-	// One record per call per request: 3 rounds at the least, far fewer than 300 requests.
-	assert.Less(t, len(requests), 30, "records of different calls should share requests")
+	// The first call's first record goes alone, at once; the other 99 calls queue behind it.
+	// Then every request takes the next record of every unfinished call: 100, 100, and 99 once
+	// the first call is done. Without sharing there would be 300 requests.
+	assert.Equal(t, []int{1, nCalls, nCalls, nCalls - 1}, requestSizes(requests), "records of different calls should share requests")
 }
 
 func TestKinesisRequestLimits(t *testing.T) {
 	t.Run("at most 500 records a request", func(t *testing.T) {
-		// The first request is held so that the other calls queue up behind it: the cap is
-		// only tested if more than 500 records wait at once. Checking the first and last
-		// requests' sizes instead failed on a loaded CI machine, where calls trickled in.
-		f, client := newFakeKinesis(t, func(req int, _ []string) fault {
-			if req == 0 {
-				time.Sleep(300 * time.Millisecond)
-			}
-			return fault{}
-		})
-		pub := newPublisher(t, client, func(c *publishers.KinesisConfig) { c.MaxInFlightRequests = 1; c.Linger = 50 * time.Millisecond })
+		// The first request is held until every call has entered Publish, so that the other
+		// 1199 records wait at once: the cap is only tested if more than 500 do. A fixed hold
+		// only guessed how long the goroutines take to start on a loaded machine.
 		const nCalls = 1200
-		for _, err := range publishAll(t, pub, calls(nCalls, 1)) {
+		var entered atomic.Int32
+		f, client := newFakeKinesis(t, holdFirstRequest(t, &entered, nCalls))
+		pub := newPublisher(t, client, func(c *publishers.KinesisConfig) { c.MaxInFlightRequests = 1; c.Linger = 50 * time.Millisecond })
+		for _, err := range publishCounted(t, pub, calls(nCalls, 1), &entered) {
 			require.NoError(t, err)
 		}
 		written, requests := f.snapshot()
 		assert.Len(t, written, nCalls)
-		largest := 0
-		for _, r := range requests {
-			assert.LessOrEqual(t, len(r), publishers.MaxRecordsPerRequest)
-			largest = max(largest, len(r))
+		sizes := requestSizes(requests)
+		require.GreaterOrEqual(t, len(sizes), 2, "request sizes %v", sizes)
+		assert.Equal(t, 1, sizes[0], "the first record goes alone, at once")
+		assert.Equal(t, publishers.MaxRecordsPerRequest, sizes[1], "the records waiting behind the first request fill the next one: sizes %v", sizes)
+		for i, n := range sizes {
+			assert.LessOrEqualf(t, n, publishers.MaxRecordsPerRequest, "request %d", i)
 		}
-		assert.Equal(t, publishers.MaxRecordsPerRequest, largest, "expected full requests while the first was held")
 	})
 	t.Run("a call of more than 500 records spans requests in order", func(t *testing.T) {
 		f, client := newFakeKinesis(t, randomFaults(3))

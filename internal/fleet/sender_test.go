@@ -41,6 +41,9 @@ type fakeSQS struct {
 	failCall func(n int) error
 	// failEntry, if set, decides per batch entry whether SQS reports it failed.
 	failEntry func(call, entry int) bool
+	// onBegin, if set, is called with each call's index once the call is recorded, before its
+	// delay.
+	onBegin func(n int)
 
 	mu    sync.Mutex
 	calls []fakeCall
@@ -59,6 +62,9 @@ func (f *fakeSQS) begin(ctx context.Context, batch bool, bodies []string) (int, 
 	}
 	f.calls = append(f.calls, c)
 	f.mu.Unlock()
+	if f.onBegin != nil {
+		f.onBegin(n)
+	}
 	if f.delay > 0 {
 		select {
 		case <-time.After(f.delay):
@@ -167,7 +173,9 @@ func cycleDevices(n, devices int) []int {
 
 func TestFleetSenderCadence(t *testing.T) {
 	f := &fakeSQS{t: t}
-	cfg := Config{Seed: 1, Devices: 3, IntervalMin: 40 * time.Millisecond, IntervalMax: 60 * time.Millisecond, Count: 9}
+	// Pauses long enough that a gap below IntervalMin can only be two sends of one cycle, even
+	// when a loaded machine delays a send by tens of milliseconds.
+	cfg := Config{Seed: 1, Devices: 3, IntervalMin: 200 * time.Millisecond, IntervalMax: 250 * time.Millisecond, Count: 9}
 	var progress []Stats
 	cfg.Progress = func(s Stats) { progress = append(progress, s) }
 	st, err := newTestSender(t, f, cfg).Run(testCtx(t))
@@ -183,10 +191,10 @@ func TestFleetSenderCadence(t *testing.T) {
 		}
 		gap := c.at.Sub(calls[i-1].at)
 		if i%3 == 0 {
-			assert.GreaterOrEqual(t, gap, 40*time.Millisecond, "pause between cycles before call %d", i)
-			assert.Less(t, gap, time.Second, "pause between cycles before call %d", i)
+			assert.GreaterOrEqual(t, gap, cfg.IntervalMin, "pause between cycles before call %d", i)
+			assert.Less(t, gap, cfg.IntervalMax+time.Second, "pause between cycles before call %d", i)
 		} else {
-			assert.Less(t, gap, 40*time.Millisecond, "devices of one cycle send back to back (call %d)", i)
+			assert.Less(t, gap, cfg.IntervalMin, "devices of one cycle send back to back (call %d)", i)
 		}
 	}
 	assert.Equal(t, replay(t, cfg, cycleDevices(9, 3)...), f.allBodies(), "device by device, in turn")
@@ -255,22 +263,29 @@ func TestFleetSenderStopsOnCancel(t *testing.T) {
 
 // A send in flight at a stop is finished (within StopGrace) and counted.
 func TestFleetSenderFinishesSendInFlight(t *testing.T) {
-	f := &fakeSQS{t: t, delay: 200 * time.Millisecond}
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	// The run is stopped from inside the first send, so that a send is in flight at the stop
+	// however late the machine gets to it.
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
+	f := &fakeSQS{t: t, delay: 200 * time.Millisecond, onBegin: func(int) { cancel() }}
 	st, err := newTestSender(t, f, Config{Devices: 5}).Run(ctx)
 	require.NoError(t, err)
+	assert.Len(t, f.snapshot(), 1, "nothing is sent after the stop")
 	assert.Equal(t, 1, st.Sent)
 	assert.Zero(t, st.Failed)
 
 	// ... but not for longer than StopGrace.
-	f = &fakeSQS{t: t, delay: time.Minute}
-	ctx, cancel = context.WithTimeout(t.Context(), 50*time.Millisecond)
+	const grace = 100 * time.Millisecond
+	ctx, cancel = context.WithCancel(t.Context())
 	defer cancel()
-	start := time.Now()
-	st, err = newTestSender(t, f, Config{Devices: 5, StopGrace: 100 * time.Millisecond}).Run(ctx)
+	var stopped time.Time
+	f = &fakeSQS{t: t, delay: time.Minute, onBegin: func(int) { stopped = time.Now(); cancel() }}
+	st, err = newTestSender(t, f, Config{Devices: 5, StopGrace: grace}).Run(ctx)
 	require.NoError(t, err)
-	assert.Less(t, time.Since(start), 2*time.Second)
+	took := time.Since(stopped)
+	assert.GreaterOrEqual(t, took, grace, "the send in flight gets StopGrace")
+	assert.Less(t, took, 2*time.Second)
+	assert.Len(t, f.snapshot(), 1, "nothing is sent after the stop")
 	assert.Zero(t, st.Sent)
 	assert.Equal(t, 1, st.Failed)
 }
@@ -339,12 +354,17 @@ func TestFleetSenderLoadModePacing(t *testing.T) {
 	calls := f.snapshot()
 	require.Len(t, calls, 10)
 	slices.SortFunc(calls, func(a, b fakeCall) int { return a.at.Compare(b.at) })
+	// The schedule is absolute, from the start of the run: batch i is handed out no earlier
+	// than i periods in, however late the sends before it were. (Measured from the first call
+	// instead, a late first call shrank the later gaps.) Sorted by time, the i-th call is then
+	// no earlier either: one of the first i+1 calls is batch i or later.
+	const period = 50 * time.Millisecond // 10 submissions a batch at 200/s
 	for i, c := range calls {
 		require.True(t, c.batch, "load mode uses SendMessageBatch")
 		require.Len(t, c.bodies, 10)
-		assert.GreaterOrEqual(t, c.at.Sub(calls[0].at), time.Duration(i)*50*time.Millisecond-5*time.Millisecond, "batch %d paced", i)
+		assert.GreaterOrEqual(t, c.at.Sub(start), time.Duration(i)*period, "batch %d paced", i)
 	}
-	assert.GreaterOrEqual(t, took, 440*time.Millisecond)
+	assert.GreaterOrEqual(t, took, 9*period)
 	assert.Less(t, took, 2*time.Second)
 	assert.ElementsMatch(t, replay(t, cfg, cycleDevices(100, 7)...), f.allBodies())
 	assert.Equal(t, 100, st.Sent)
