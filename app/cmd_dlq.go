@@ -93,7 +93,7 @@ func (d *dlqCommand) connectClient(ctx context.Context) (*dlq.Inspector, *sqs.Cl
 	if err != nil {
 		return nil, nil, err
 	}
-	client := sqs.NewFromConfig(awsCfg)
+	client := sqs.NewFromConfig(awsCfg, oneWriteSQSRequests)
 	url, err := queueURL(ctx, client, d.res.DLQ)
 	if err != nil {
 		if isNotFound(err) {

@@ -201,7 +201,7 @@ func runFleet(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	client := sqs.NewFromConfig(awsCfg)
+	client := sqs.NewFromConfig(awsCfg, oneWriteSQSRequests)
 
 	waitCtx, cancel := context.WithTimeout(ctx, fleetStartupWait)
 	url, err := retryTransient(waitCtx, logger, "queue "+o.queue, func(ctx context.Context) (string, error) {

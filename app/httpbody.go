@@ -23,7 +23,8 @@ type httpDoer interface {
 // of a request on their own unless the body is one of the in-memory readers it knows, and the
 // SDK's body is not (it wraps the bytes it serialized): a header write, then the body through a
 // 32 KiB buffer allocated per request, in as many writes. Read into a bytes.Reader, the body
-// joins the headers in the connection's write buffer.
+// joins the headers in the connection's write buffer. A larger body is passed on with its
+// WriteTo hidden (readOnlyBody), so that a call carried out is never taken for a failed one.
 type oneWriteClient struct {
 	next httpDoer
 }
@@ -38,14 +39,26 @@ func withOneWriteRequests(client httpDoer) httpDoer {
 	return oneWriteClient{next: buildable.WithTransportOptions(func(t *http.Transport) { t.WriteBufferSize = requestWriteBuffer })}
 }
 
-// oneWriteSQSRequests is an SQS client option: withOneWriteRequests on its HTTP client.
+// oneWriteSQSRequests is an SQS client option: withOneWriteRequests on its HTTP client. Every
+// client that sends messages uses it, for readOnlyBody's sake as much as for the single write.
 func oneWriteSQSRequests(o *sqs.Options) {
 	o.HTTPClient = withOneWriteRequests(o.HTTPClient)
 }
 
 func (c oneWriteClient) Do(req *http.Request) (*http.Response, error) {
-	if req.Body == nil || req.Body == http.NoBody || req.ContentLength <= 0 || req.ContentLength > requestWriteBuffer {
+	if req.Body == nil || req.Body == http.NoBody || req.ContentLength <= 0 {
 		return c.next.Do(req)
+	}
+	if req.ContentLength > requestWriteBuffer {
+		if _, ok := req.Body.(io.WriterTo); !ok {
+			return c.next.Do(req)
+		}
+		// smithy-go closes the body when the response arrives, and its closed body's WriteTo
+		// returns io.EOF as an error; net/http's last read of a sent body can come after that
+		// (see publishers.readSeeker), and then loses the response. Read alone ends cleanly.
+		sent := *req
+		sent.Body = readOnlyBody{req.Body}
+		return c.next.Do(&sent)
 	}
 	body := make([]byte, req.ContentLength)
 	_, err := io.ReadFull(req.Body, body)
@@ -57,3 +70,6 @@ func (c oneWriteClient) Do(req *http.Request) (*http.Response, error) {
 	sent.Body = io.NopCloser(bytes.NewReader(body))
 	return c.next.Do(&sent)
 }
+
+// readOnlyBody hides a request body's WriteTo from net/http.
+type readOnlyBody struct{ io.ReadCloser }
