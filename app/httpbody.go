@@ -55,7 +55,7 @@ func (c oneWriteClient) Do(req *http.Request) (*http.Response, error) {
 		}
 		// smithy-go closes the body when the response arrives, and its closed body's WriteTo
 		// returns io.EOF as an error; net/http's last read of a sent body can come after that
-		// (see publishers.readSeeker), and then loses the response. Read alone ends cleanly.
+		// (see publishers.putRecordsBody), and then loses the response. Read alone ends cleanly.
 		sent := *req
 		sent.Body = readOnlyBody{req.Body}
 		return c.next.Do(&sent)
