@@ -143,25 +143,6 @@ func (f *dlqFixture) counts(queue string) (visible, inFlight int) {
 	return visible, inFlight
 }
 
-// drain receives and deletes everything in queue and returns the bodies.
-func (f *dlqFixture) drain(queue string) []string {
-	f.t.Helper()
-	var bodies []string
-	for {
-		out, err := f.sqs.ReceiveMessage(f.t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(queue), MaxNumberOfMessages: 10, WaitTimeSeconds: 0, MessageAttributeNames: []string{"All"}})
-		require.NoError(f.t, err)
-		if len(out.Messages) == 0 {
-			return bodies
-		}
-		for _, m := range out.Messages {
-			assert.Empty(f.t, m.MessageAttributes, "a redriven message carries no attributes")
-			bodies = append(bodies, aws.ToString(m.Body))
-			_, err := f.sqs.DeleteMessage(f.t.Context(), &sqs.DeleteMessageInput{QueueUrl: aws.String(queue), ReceiptHandle: m.ReceiptHandle})
-			require.NoError(f.t, err)
-		}
-	}
-}
-
 const (
 	dlqSubmission = "81140a44-b06d-421d-bd00-cbc65aab6503"
 	dlqDevice     = "a6829ee2-871f-485e-9253-fbd02ba091cc"
@@ -340,7 +321,7 @@ func TestDLQCommandsAgainstSQS(t *testing.T) {
 		visible, inFlight := f.counts(f.dlq)
 		assert.Equal(t, 4, visible)
 		assert.Zero(t, inFlight)
-		assert.Equal(t, []string{partly}, f.drain(f.queue))
+		assert.Equal(t, []string{partly}, receiveAll(t, f.sqs, f.queue, 1))
 	})
 
 	t.Run("redrive the rest: to the source queue or QUEUE_NAME", func(t *testing.T) {
@@ -349,7 +330,7 @@ func TestDLQCommandsAgainstSQS(t *testing.T) {
 		assert.Contains(t, out, "redrive: 4 moved, 0 skipped")
 		visible, inFlight := f.counts(f.dlq)
 		assert.Zero(t, visible+inFlight)
-		assert.ElementsMatch(t, all[1:], f.drain(f.queue), "every body byte for byte")
+		assert.ElementsMatch(t, all[1:], receiveAll(t, f.sqs, f.queue, 4), "every body byte for byte")
 	})
 
 	t.Run("redrive --to another queue", func(t *testing.T) {
@@ -358,7 +339,7 @@ func TestDLQCommandsAgainstSQS(t *testing.T) {
 		f.reject(envelope, handlers.SkipInvalidEvents)
 		code, _, errOut := f.run("dlq", "redrive", "--to", "replay")
 		require.Equal(t, 0, code, errOut)
-		assert.Equal(t, []string{envelope}, f.drain(aws.ToString(other.QueueUrl)))
+		assert.Equal(t, []string{envelope}, receiveAll(t, f.sqs, aws.ToString(other.QueueUrl), 1))
 	})
 
 	t.Run("purge --yes empties the DLQ", func(t *testing.T) {

@@ -227,11 +227,13 @@ func TestSQSCloseCancelsHandlersAfterTheDrainTimeout(t *testing.T) {
 func TestSQSHeartbeatKeepsASlowMessageHidden(t *testing.T) {
 	q := newQueue(t, 1)
 	_, out := q.subscribe(t, func(c *subscribers.SQSConfig) {
-		c.VisibilityTimeout = 2 * time.Second
-		c.HeartbeatInterval = 500 * time.Millisecond
+		// Each extension must be done within the interval: a second leaves room for a slow
+		// emulator call on a loaded machine.
+		c.VisibilityTimeout = 3 * time.Second
+		c.HeartbeatInterval = time.Second
 	})
 	m := next(t, out)
-	deadline := time.Now().Add(5 * time.Second) // more than twice the visibility timeout
+	deadline := time.Now().Add(7 * time.Second) // more than twice the visibility timeout
 	for time.Now().Before(deadline) {
 		require.Empty(t, q.visibleNow(t), "another consumer received a message still being handled")
 		time.Sleep(250 * time.Millisecond)
