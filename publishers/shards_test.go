@@ -163,26 +163,29 @@ func TestKinesisShardRateLimit(t *testing.T) {
 		rate   = 200 // records per second and shard
 		burst  = 0.5
 	)
-	// The fake throttles beyond what a bucket of rate with this burst can let through in any
-	// second (with 10% to spare for requests overtaking each other on the way), so a correct
-	// pacer sees no throttling at all.
-	window := int(rate * (1 + burst) * 1.1)
+	// The fake throttles beyond what it takes in any second. Where the pacer is on, that is what
+	// a bucket of rate with this burst lets through in a second, plus half a second's worth for
+	// requests that arrive late and bunch up on a loaded machine: a correct pacer sees no
+	// throttling at all. Where it is off, 10% over the bucket: the test's load is then throttled.
+	paced := int(rate*(1+burst) + rate*0.5)
+	unpaced := int(rate * (1 + burst) * 1.1)
 	tests := []struct {
 		name          string
 		limit         *publishers.ShardRateLimit
+		window        int
 		maxBytes      int
 		payload       int
 		listFails     bool
 		wantThrottled bool
 	}{
-		{"records paced per shard", &publishers.ShardRateLimit{RecordsPerSecond: rate, BytesPerSecond: 1 << 20, Burst: burst}, 1 << 20, 10, false, false},
-		{"bytes paced per shard", &publishers.ShardRateLimit{RecordsPerSecond: 10000, BytesPerSecond: 20000, Burst: burst}, 33000, 100, false, false},
-		{"no limit: Kinesis throttles and the records are retried", nil, 1 << 20, 10, false, true},
-		{"shards cannot be listed: sent unpaced and retried", &publishers.ShardRateLimit{RecordsPerSecond: rate, BytesPerSecond: 1 << 20, Burst: burst}, 1 << 20, 10, true, true},
+		{"records paced per shard", &publishers.ShardRateLimit{RecordsPerSecond: rate, BytesPerSecond: 1 << 20, Burst: burst}, paced, 1 << 20, 10, false, false},
+		{"bytes paced per shard", &publishers.ShardRateLimit{RecordsPerSecond: 10000, BytesPerSecond: 20000, Burst: burst}, paced, 20000*(1+burst) + 20000*0.5, 100, false, false},
+		{"no limit: Kinesis throttles and the records are retried", nil, unpaced, 1 << 20, 10, false, true},
+		{"shards cannot be listed: sent unpaced and retried", &publishers.ShardRateLimit{RecordsPerSecond: rate, BytesPerSecond: 1 << 20, Burst: burst}, unpaced, 1 << 20, 10, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newShardedKinesis(shards, window, tt.maxBytes)
+			f := newShardedKinesis(shards, tt.window, tt.maxBytes)
 			f.listFails = tt.listFails
 			client := fakeClient(t, f.serve, publishers.FastPutRecords)
 			if tt.limit != nil {
@@ -198,9 +201,11 @@ func TestKinesisShardRateLimit(t *testing.T) {
 					m.Payload = append(m.Payload, make([]byte, tt.payload)...)
 				}
 			}
+			start := time.Now()
 			for c, err := range publishAll(t, pub, all) {
 				require.NoErrorf(t, err, "call %d", c)
 			}
+			took := time.Since(start)
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			assert.Len(t, f.written, 40*20)
@@ -208,6 +213,9 @@ func TestKinesisShardRateLimit(t *testing.T) {
 				assert.Positive(t, f.throttled, "without pacing this load is throttled")
 			} else {
 				assert.Zero(t, f.throttled, "records throttled although paced")
+				// The busier shard has at least 400 records (or 46 kB) and a burst of 100 (or
+				// 10 kB): paced, they take at least 1.5 s (1.8 s) whatever the machine's speed.
+				assert.GreaterOrEqual(t, took, 1400*time.Millisecond, "paced")
 			}
 			if tt.limit != nil {
 				assert.Positive(t, f.lists, "shards listed")
