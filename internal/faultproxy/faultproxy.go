@@ -37,9 +37,11 @@
 // only, unless AllRequests is set: then every request is subject to them,
 // whatever the protocol, which makes the proxy usable in front of SQS or any
 // other HTTP endpoint (bodies of requests other than Kinesis Put requests are
-// never parsed). SetDown(true) makes the proxy refuse every request (the
-// connection is reset before anything is forwarded) until SetDown(false): an
-// outage without stopping the target.
+// never parsed). ResetAfterNth makes chosen requests a ResetAfter, of any
+// kind and whatever the probabilities: a lost answer at a set moment.
+// SetDown(true) makes the proxy refuse every request (the connection is reset
+// before anything is forwarded) until SetDown(false): an outage without
+// stopping the target.
 //
 // A modified request keeps the client's SigV4 headers, which no longer match
 // the body: an emulator that does not verify signatures (kinesalite,
@@ -115,6 +117,11 @@ type Config struct {
 	// AllRequests subjects every request, not only Kinesis Put requests, to
 	// the transport faults (resets and latency).
 	AllRequests bool
+
+	// ResetAfterNth makes the nth request (1-based, counted from Start) with
+	// a given X-Amz-Target ("AmazonSQS.ReceiveMessage") a ResetAfter, of any
+	// kind of request and whatever the probabilities.
+	ResetAfterNth map[string]int
 }
 
 // Fault is the kind of an injected fault.
@@ -163,11 +170,12 @@ type Proxy struct {
 	// idle connections.
 	transport *http.Transport
 
-	mu    sync.Mutex
-	down  bool
-	cfg   Config
-	rng   *rand.Rand
-	stats Stats
+	mu      sync.Mutex
+	down    bool
+	cfg     Config
+	rng     *rand.Rand
+	stats   Stats
+	targets map[string]int // requests by X-Amz-Target, for ResetAfterNth
 }
 
 // Start listens on 127.0.0.1 (a free port) and serves until Close.
@@ -191,7 +199,8 @@ func Start(cfg Config) (*Proxy, error) {
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     30 * time.Second,
 		},
-		stats: Stats{Requests: map[string]int{}, Faults: map[Fault]int{}},
+		stats:   Stats{Requests: map[string]int{}, Faults: map[Fault]int{}},
+		targets: map[string]int{},
 	}
 	p.rp = &httputil.ReverseProxy{
 		Transport: p.transport,
@@ -319,6 +328,15 @@ func (p *Proxy) code() string {
 	return CodeInternal
 }
 
+// resetAfterNth counts a request by its X-Amz-Target and says whether
+// Config.ResetAfterNth chose it.
+func (p *Proxy) resetAfterNth(target string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.targets[target]++
+	return p.cfg.ResetAfterNth[target] == p.targets[target]
+}
+
 // drawTransport picks a reset for a request that is not a Kinesis Put ("" for
 // none); only with AllRequests.
 func (p *Proxy) drawTransport() Fault {
@@ -415,6 +433,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	put := action == "PutRecords" || action == "PutRecord"
+	chosen := p.resetAfterNth(r.Header.Get("X-Amz-Target"))
 	if d := p.drawLatency(put); d > 0 {
 		// Read the body first: only then does the server notice a client that gives up.
 		body, err := io.ReadAll(r.Body)
@@ -429,7 +448,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !put {
-		switch p.drawTransport() {
+		fault := p.drawTransport()
+		if chosen {
+			fault = FaultResetAfter
+		}
+		switch fault {
 		case FaultResetBefore:
 			p.count(func(s *Stats) { s.Faults[FaultResetBefore]++ })
 			p.reset(w)
@@ -471,6 +494,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	fault := p.draw()
+	if chosen {
+		fault = FaultResetAfter
+	}
 	if fault == "" || fault == FaultPartialFailure && (action == "PutRecord" || n == 0) {
 		p.count(func(s *Stats) { s.RecordsForwarded += n })
 		p.forward(w, r, body, nil)

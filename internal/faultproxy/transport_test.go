@@ -49,6 +49,37 @@ func TestResetBeforeForwardsNothing(t *testing.T) {
 	}
 }
 
+func TestResetAfterNth(t *testing.T) {
+	// The second ReceiveMessage, and only it, is forwarded and its answer lost, for any kind
+	// of request and without AllRequests; other targets are counted apart.
+	fake := newFake(t)
+	p := start(t, Config{Target: fake.URL, ResetAfterNth: map[string]int{"AmazonSQS.ReceiveMessage": 2, targetPrefix + "PutRecords": 1}})
+	const sqsBody = `{"QueueUrl":"q"}`
+	for i, tt := range []struct {
+		target  string
+		wantErr bool
+	}{
+		{"AmazonSQS.ReceiveMessage", false},
+		{"AmazonSQS.DeleteMessage", false},
+		{"AmazonSQS.ReceiveMessage", true},
+		{"AmazonSQS.ReceiveMessage", false},
+	} {
+		if _, err := do(t, p.URL(), tt.target, sqsBody, 5*time.Second); (err != nil) != tt.wantErr {
+			t.Errorf("request %d (%s): err %v, want an error: %v", i, tt.target, err, tt.wantErr)
+		}
+	}
+	body := putRecordsBody("events", b64("QUJD", 2)...)
+	if _, err := do(t, p.URL(), targetPrefix+"PutRecords", body, 5*time.Second); err == nil {
+		t.Error("PutRecords answered despite a reset")
+	}
+	if got := fake.take(); len(got) != 5 {
+		t.Errorf("target received %d requests, want all 5", len(got))
+	}
+	if s := p.Stats(); s.Faults[FaultResetAfter] != 2 || s.RecordsForwarded != 2 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
 func TestResetAfterForwardsThenDrops(t *testing.T) {
 	fake := newFake(t)
 	p := start(t, Config{Target: fake.URL, ResetAfter: 1})
