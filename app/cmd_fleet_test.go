@@ -246,19 +246,18 @@ func TestFleetAgainstSQS(t *testing.T) {
 
 // stopAfter is an output that calls stop once n lines starting with prefix have been written.
 type stopAfter struct {
+	syncBuffer
 	prefix string
 	n      int
 	stop   func()
 
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	seen int
-	at   time.Time
+	countMu sync.Mutex
+	seen    int
+	at      time.Time
 }
 
 func (w *stopAfter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.countMu.Lock()
 	for line := range strings.Lines(string(p)) {
 		if strings.HasPrefix(line, w.prefix) {
 			w.seen++
@@ -268,17 +267,12 @@ func (w *stopAfter) Write(p []byte) (int, error) {
 		w.at = time.Now()
 		w.stop()
 	}
-	return w.buf.Write(p)
+	w.countMu.Unlock()
+	return w.syncBuffer.Write(p)
 }
 
 func (w *stopAfter) stoppedAt() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.countMu.Lock()
+	defer w.countMu.Unlock()
 	return w.at
-}
-
-func (w *stopAfter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
