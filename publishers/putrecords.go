@@ -92,8 +92,8 @@ func (p PutRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 // WriteTo in a closer whose WriteTo then returns io.EOF as an error. net/http's write loop may
 // make its last read of the body (to check its length) only after that; through WriteTo that
 // read fails, the transport closes the connection, and the response being read is lost: a
-// PutRecords Kinesis carried out looks failed and its records are written twice (seen about once
-// in 300 runs of a test under -race). Through Read, a read after the close is a clean io.EOF.
+// PutRecords Kinesis carried out looks failed and its records are written twice (1 of 600 runs
+// of a test under -race). Through Read, a read after the close is a clean io.EOF.
 type putRecordsBody struct {
 	data []byte
 	r    bytes.Reader
