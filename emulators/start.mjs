@@ -183,7 +183,19 @@ if (args['exit-on-stdin-eof']) {
   process.stdin.on('data', () => {}); // discard input; only EOF matters
   process.stdin.resume();
 }
+// A client that drops its connection in the middle of a request body makes Node destroy the
+// request with an "aborted" error (code ECONNRESET), and kinesalite rethrows every error of its
+// requests (`req.on('error', (err) => { throw err })`): one such client stopped this whole
+// process (seen in CI when a fault test killed the processor mid-request). The request is gone
+// either way; a real endpoint keeps serving the others, and so do we.
+function isClientAbort(err) {
+  return err instanceof Error && err.code === 'ECONNRESET' && err.message === 'aborted';
+}
 process.on('uncaughtException', (err) => {
+  if (isClientAbort(err)) {
+    logErr('a client dropped its connection in the middle of a request (ignored)');
+    return;
+  }
   logErr(`uncaught exception: ${err && err.stack ? err.stack : err}`);
   shutdown('uncaught exception', 1);
 });

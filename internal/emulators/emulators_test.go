@@ -2,8 +2,11 @@ package emulators_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,4 +173,30 @@ func TestLaunchWithoutATest(t *testing.T) {
 	run.Stop()
 	_, err = sq.ListQueues(ctx, &sqs.ListQueuesInput{})
 	require.Error(t, err, "stopped")
+}
+
+func TestAClientDroppingARequestMidBodyDoesNotStopTheEmulators(t *testing.T) {
+	// kinesalite rethrows a request's "aborted" error; before start.mjs ignored it, one such
+	// client stopped both emulators (a fault test saw it after killing the processor).
+	t.Parallel()
+	env := emulators.Start(t)
+	for _, tt := range []struct{ endpoint, target string }{
+		{env.KinesisEndpoint, "Kinesis_20131202.ListStreams"},
+		{env.SQSEndpoint, "AmazonSQS.ListQueues"},
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(tt.endpoint, "http://"))
+		require.NoError(t, err)
+		_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: %s\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 1000\r\n\r\n{\"Limit\"", tt.target)
+		require.NoError(t, err)
+		time.Sleep(200 * time.Millisecond) // the server is reading the body
+		require.NoError(t, conn.Close())
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := env.KinesisClient(t).ListStreams(ctx, &kinesis.ListStreamsInput{})
+	require.NoError(t, err, "Kinesis still serves")
+	_, err = env.SQSClient(t).ListQueues(ctx, &sqs.ListQueuesInput{})
+	require.NoError(t, err, "SQS still serves")
 }
